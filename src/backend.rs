@@ -1,0 +1,181 @@
+//! The one module that knows which Burn backends this build was compiled with (cargo features
+//! `ndarray`, `flex`, `wgpu`, `tch`) and turns `--backend`/`--device` into a Burn [`Device`].
+#![allow(deprecated)] // burn-ndarray and burn-tch are deprecated upstream but are what we ship
+
+use burn::tensor::Device;
+
+use crate::error::{Error, Result};
+
+/// A backend that can be compiled in.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Pure-Rust CPU backend (`--features ndarray`, the default).
+    Ndarray,
+    /// Burn's newer pure-Rust CPU backend (`--features flex`).
+    Flex,
+    /// Any GPU through Vulkan, Metal or DX12 (`--features wgpu`).
+    Wgpu,
+    /// libtorch, CPU or CUDA (`--features tch`).
+    Tch,
+}
+
+impl BackendKind {
+    /// The backends this binary was built with.
+    pub fn compiled() -> Vec<Self> {
+        let mut kinds = Vec::new();
+        if cfg!(feature = "ndarray") {
+            kinds.push(Self::Ndarray);
+        }
+        if cfg!(feature = "flex") {
+            kinds.push(Self::Flex);
+        }
+        if cfg!(feature = "wgpu") {
+            kinds.push(Self::Wgpu);
+        }
+        if cfg!(feature = "tch") {
+            kinds.push(Self::Tch);
+        }
+        kinds
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ndarray => "ndarray",
+            Self::Flex => "flex",
+            Self::Wgpu => "wgpu",
+            Self::Tch => "tch",
+        }
+    }
+}
+
+/// Which device of a backend: `auto`, `cpu`, `gpu` or `gpu:N` (also `cuda:N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeviceSpec {
+    Auto,
+    Cpu,
+    Gpu(usize),
+}
+
+fn parse_device(spec: &str) -> Result<DeviceSpec> {
+    let bad = || {
+        Error::Device(format!(
+            "--device '{spec}' is not one of auto, cpu, gpu, gpu:N"
+        ))
+    };
+    match spec {
+        "auto" => Ok(DeviceSpec::Auto),
+        "cpu" => Ok(DeviceSpec::Cpu),
+        "gpu" | "cuda" => Ok(DeviceSpec::Gpu(0)),
+        _ => {
+            let (kind, index) = spec.split_once(':').ok_or_else(bad)?;
+            if kind != "gpu" && kind != "cuda" {
+                return Err(bad());
+            }
+            Ok(DeviceSpec::Gpu(index.parse().map_err(|_| bad())?))
+        }
+    }
+}
+
+/// Picks the backend (the only one compiled in, or `backend` when several are) and the device.
+pub fn select_device(backend: Option<BackendKind>, device: &str) -> Result<Device> {
+    let compiled = BackendKind::compiled();
+    let names = || {
+        compiled
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kind = match (backend, compiled.as_slice()) {
+        (Some(kind), _) if compiled.contains(&kind) => kind,
+        (Some(kind), _) => {
+            return Err(Error::Device(format!(
+                "this build has no '{}' backend (built with: {}); rebuild with --features {}",
+                kind.name(),
+                names(),
+                kind.name()
+            )));
+        }
+        (None, [only]) => *only,
+        (None, []) => {
+            return Err(Error::Device(
+                "this build has no backend; build with --features ndarray, flex, wgpu or tch"
+                    .into(),
+            ));
+        }
+        (None, _) => {
+            return Err(Error::Device(format!(
+                "this build has several backends ({}); choose one with --backend",
+                names()
+            )));
+        }
+    };
+    let spec = parse_device(device)?;
+    let unsupported = || {
+        Error::Device(format!(
+            "the {} backend has no device '{device}'",
+            kind.name()
+        ))
+    };
+    match kind {
+        #[cfg(feature = "ndarray")]
+        BackendKind::Ndarray => match spec {
+            DeviceSpec::Auto | DeviceSpec::Cpu => Ok(Device::ndarray()),
+            DeviceSpec::Gpu(_) => Err(unsupported()),
+        },
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => match spec {
+            DeviceSpec::Auto | DeviceSpec::Cpu => Ok(Device::flex()),
+            DeviceSpec::Gpu(_) => Err(unsupported()),
+        },
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => {
+            use burn::tensor::DeviceKind;
+            Ok(Device::wgpu(match spec {
+                DeviceSpec::Auto => DeviceKind::DefaultDevice,
+                DeviceSpec::Cpu => DeviceKind::Cpu,
+                DeviceSpec::Gpu(i) => DeviceKind::DiscreteGpu(i),
+            }))
+        }
+        #[cfg(feature = "tch")]
+        BackendKind::Tch => Ok(match spec {
+            DeviceSpec::Auto | DeviceSpec::Cpu => Device::libtorch(),
+            DeviceSpec::Gpu(i) => Device::libtorch_cuda(i),
+        }),
+        #[allow(unreachable_patterns)]
+        _ => Err(unsupported()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_specs_parse() {
+        assert_eq!(parse_device("gpu:2").unwrap(), DeviceSpec::Gpu(2));
+        assert_eq!(parse_device("cuda:1").unwrap(), DeviceSpec::Gpu(1));
+        assert_eq!(parse_device("cpu").unwrap(), DeviceSpec::Cpu);
+        assert!(parse_device("tpu:0").is_err());
+        assert!(parse_device("gpu:x").is_err());
+    }
+
+    #[test]
+    fn a_backend_not_built_in_is_a_clear_error() {
+        let missing = [
+            BackendKind::Ndarray,
+            BackendKind::Flex,
+            BackendKind::Wgpu,
+            BackendKind::Tch,
+        ]
+        .into_iter()
+        .find(|k| !BackendKind::compiled().contains(k));
+        if let Some(kind) = missing {
+            let err = select_device(Some(kind), "auto").unwrap_err().to_string();
+            assert!(err.contains("rebuild with --features"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Tokenization with the `tokenizers` crate: `tokenizer.json` when the model has one, else a
+//! BERT WordPiece tokenizer built from `vocab.txt` and `tokenizer_config.json`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{
+    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+use crate::error::{Error, Result};
+
+/// One tokenized example, without padding (the batcher pads).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids including the special tokens, at most `max_len` long.
+    pub input_ids: Vec<u32>,
+    /// Segment ids: 0 for the first text, 1 for the pair (BERT); all 0 for RoBERTa.
+    pub token_type_ids: Vec<u32>,
+}
+
+/// A tokenizer that truncates (longest-first) to a fixed maximum length.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pad_id: u32,
+    max_len: usize,
+}
+
+/// The fields of `tokenizer_config.json` the `vocab.txt` fallback needs.
+#[derive(Deserialize)]
+struct TokenizerConfig {
+    #[serde(default = "yes")]
+    do_lower_case: bool,
+    #[serde(default)]
+    strip_accents: Option<bool>,
+    #[serde(default = "yes")]
+    tokenize_chinese_chars: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        Self {
+            do_lower_case: true,
+            strip_accents: None,
+            tokenize_chinese_chars: true,
+        }
+    }
+}
+
+/// The files besides the weights that make up a tokenizer, copied with a saved model.
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];
+
+impl TextTokenizer {
+    /// Loads the tokenizer of the model in `dir`; sequences are truncated to `max_len` tokens.
+    pub fn from_dir(dir: &Path, max_len: usize, pad_token_id: u32) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let mut inner = if json.is_file() {
+            Tokenizer::from_file(&json)
+                .map_err(|e| Error::Tokenizer(format!("{}: {e}", json.display())))?
+        } else {
+            wordpiece_from_vocab(dir)?
+        };
+        if max_len < 4 {
+            return Err(Error::Input(format!(
+                "--max-len {max_len} is too small (at least 4)"
+            )));
+        }
+        inner
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.with_padding(None);
+        Ok(Self {
+            inner,
+            pad_id: pad_token_id,
+            max_len,
+        })
+    }
+
+    /// The id used to pad batches.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// The maximum sequence length, special tokens included.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokenizes one text or text pair, with special tokens and truncation.
+    pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
+        let input: EncodeInput = match pair {
+            Some(pair) => (text, pair).into(),
+            None => text.into(),
+        };
+        let encoding = self
+            .inner
+            .encode(input, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Encoded {
+            input_ids: encoding.get_ids().to_vec(),
+            token_type_ids: encoding.get_type_ids().to_vec(),
+        })
+    }
+
+    /// Saves `tokenizer.json` (without truncation/padding settings) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let mut plain = self.inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let path = dir.join("tokenizer.json");
+        plain
+            .save(&path, false)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))
+    }
+}
+
+/// A BERT tokenizer from `vocab.txt`, configured like transformers' `BertTokenizerFast`.
+fn wordpiece_from_vocab(dir: &Path) -> Result<Tokenizer> {
+    let vocab = dir.join("vocab.txt");
+    if !vocab.is_file() {
+        return Err(Error::Tokenizer(format!(
+            "{}: neither tokenizer.json nor vocab.txt found",
+            dir.display()
+        )));
+    }
+    let config_path = dir.join("tokenizer_config.json");
+    let config: TokenizerConfig = if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Parse {
+            path: config_path.clone(),
+            message: e.to_string(),
+        })?
+    } else {
+        TokenizerConfig::default()
+    };
+    let model = WordPiece::from_file(&vocab.to_string_lossy())
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", vocab.display())))?;
+    let mut tokenizer = Tokenizer::new(model);
+    let id = |token: &str| {
+        tokenizer
+            .token_to_id(token)
+            .ok_or_else(|| Error::Tokenizer(format!("{}: no '{token}' token", vocab.display())))
+    };
+    let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::new(
+            true,
+            config.tokenize_chinese_chars,
+            config.strip_accents,
+            config.do_lower_case,
+        )))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_post_processor(Some(BertProcessing::new(
+            ("[SEP]".into(), sep),
+            ("[CLS]".into(), cls),
+        )))
+        .with_decoder(Some(WordPieceDecoder::default()));
+    Ok(tokenizer)
+}

@@ -1,0 +1,14 @@
+//! burnbert: fine-tune pretrained BERT-family models for text classification with Burn.
+//!
+//! Data flows one way: CLI → config → data → batcher → model → Learner → artifacts.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod inference;
+pub mod model;
+
+pub use error::{Error, Result};

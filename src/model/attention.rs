@@ -1,0 +1,117 @@
+//! `BertAttention` = `BertSelfAttention` (multi-head scaled dot-product with a padding mask)
+//! followed by `BertSelfOutput` (dense, dropout, residual, LayerNorm).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::config::ModelConfig;
+
+/// Value added to the scores of padded keys; `exp` of it is 0 in f32 and f16.
+const MASKED_SCORE: f32 = -1e4;
+
+/// Builds a `Linear` of the model's hidden width.
+pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out).init(device)
+}
+
+/// Builds a LayerNorm with the model's epsilon.
+pub(crate) fn layer_norm(config: &ModelConfig, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(config.hidden_size)
+        .with_epsilon(config.layer_norm_eps)
+        .init(device)
+}
+
+/// Multi-head self-attention with separate `query`, `key`, `value` projections.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    /// Dropout on the attention probabilities.
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub num_heads: usize,
+}
+
+impl BertSelfAttention {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            query: linear(h, h, device),
+            key: linear(h, h, device),
+            value: linear(h, h, device),
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// - `hidden`: `[batch, seq, hidden]`
+    /// - `pad_mask`: `[batch, seq]`, `true` on padding
+    /// - returns the context `[batch, seq, hidden]`
+    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
+        let [batch, seq, width] = hidden.dims();
+        let head_dim = width / self.num_heads;
+        // [batch, seq, hidden] -> [batch, heads, seq, head_dim]
+        let split = |x: Tensor<3>| {
+            x.reshape([batch, seq, self.num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = split(self.query.forward(hidden.clone()));
+        let k = split(self.key.forward(hidden.clone()));
+        let v = split(self.value.forward(hidden));
+
+        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let scores = scores.mask_fill(pad_mask.reshape([batch, 1, 1, seq]), MASKED_SCORE);
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, width])
+    }
+}
+
+/// Output projection of the attention block with residual connection and post-LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertSelfOutput {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertSelfOutput {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            dense: linear(config.hidden_size, config.hidden_size, device),
+            layer_norm: layer_norm(config, device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`.
+    pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let x = self.dropout.forward(self.dense.forward(context));
+        self.layer_norm.forward(x + residual)
+    }
+}
+
+/// Self-attention plus its output block.
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// transformers calls this `self`.
+    pub self_attn: BertSelfAttention,
+    pub output: BertSelfOutput,
+}
+
+impl BertAttention {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            self_attn: BertSelfAttention::new(config, device),
+            output: BertSelfOutput::new(config, device),
+        }
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask` is `[batch, seq]`.
+    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
+        let context = self.self_attn.forward(hidden.clone(), pad_mask);
+        self.output.forward(context, hidden)
+    }
+}

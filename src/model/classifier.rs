@@ -1,0 +1,141 @@
+//! The sequence classifier: embeddings → encoder → (pooler) → classification head, with the
+//! head each family uses in transformers.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::tensor::activation::{relu, tanh};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use super::attention::linear;
+use super::config::{Architecture, ModelConfig};
+use super::embeddings::BertEmbeddings;
+use super::encoder::BertEncoder;
+
+/// `BertPooler`: `tanh(dense(hidden[:, 0]))`.
+#[derive(Module, Debug)]
+pub struct BertPooler {
+    pub dense: Linear,
+}
+
+impl BertPooler {
+    /// `[batch, seq, hidden]` -> `[batch, hidden]`
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
+        tanh(self.dense.forward(first_token(hidden)))
+    }
+}
+
+/// The classification head of each family:
+/// - BERT: `classifier(dropout(pooler_output))`
+/// - RoBERTa (`RobertaClassificationHead`): `out_proj(dropout(tanh(dense(dropout(h[:, 0])))))`
+/// - DistilBERT: `classifier(dropout(relu(pre_classifier(h[:, 0]))))`
+#[derive(Module, Debug)]
+pub struct ClassificationHead {
+    /// RoBERTa's `classifier.dense`, DistilBERT's `pre_classifier`; absent for BERT.
+    pub pre_classifier: Option<Linear>,
+    /// `[hidden, num_labels]`: BERT/DistilBERT `classifier`, RoBERTa `classifier.out_proj`.
+    pub classifier: Linear,
+    pub dropout: Dropout,
+    #[module(skip)]
+    pub architecture: Architecture,
+}
+
+impl ClassificationHead {
+    /// A freshly initialised head with `config.num_labels()` outputs.
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let h = config.hidden_size;
+        Self {
+            pre_classifier: (config.architecture != Architecture::Bert)
+                .then(|| linear(h, h, device)),
+            classifier: linear(h, config.num_labels(), device),
+            dropout: DropoutConfig::new(config.head_dropout()).init(),
+            architecture: config.architecture,
+        }
+    }
+
+    /// `hidden`: `[batch, seq, hidden]`; `pooled`: `[batch, hidden]` (BERT only).
+    /// Returns logits `[batch, num_labels]`.
+    pub fn forward(&self, hidden: Tensor<3>, pooled: Option<Tensor<2>>) -> Tensor<2> {
+        let x = match (&self.pre_classifier, pooled) {
+            (None, Some(pooled)) => self.dropout.forward(pooled),
+            (None, None) => self.dropout.forward(first_token(hidden)),
+            (Some(dense), _) => match self.architecture {
+                Architecture::Roberta => {
+                    let x = self.dropout.forward(first_token(hidden));
+                    self.dropout.forward(tanh(dense.forward(x)))
+                }
+                _ => self
+                    .dropout
+                    .forward(relu(dense.forward(first_token(hidden)))),
+            },
+        };
+        self.classifier.forward(x)
+    }
+}
+
+/// Everything a forward pass produces.
+#[derive(Debug, Clone)]
+pub struct ClassifierOutput {
+    /// `[batch, seq, hidden]`
+    pub last_hidden_state: Tensor<3>,
+    /// `[batch, hidden]`; BERT only.
+    pub pooler_output: Option<Tensor<2>>,
+    /// `[batch, num_labels]`
+    pub logits: Tensor<2>,
+}
+
+/// A BERT-family encoder with a sequence-classification head.
+#[derive(Module, Debug)]
+pub struct SequenceClassifier {
+    pub embeddings: BertEmbeddings,
+    pub encoder: BertEncoder,
+    /// Present for BERT; RoBERTa and DistilBERT classify the first token directly.
+    pub pooler: Option<BertPooler>,
+    pub head: ClassificationHead,
+}
+
+impl SequenceClassifier {
+    /// A randomly initialised model (use [`crate::checkpoint::load_classifier`] for weights).
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            embeddings: BertEmbeddings::new(config, device),
+            encoder: BertEncoder::new(config, device),
+            pooler: (config.architecture == Architecture::Bert).then(|| BertPooler {
+                dense: linear(config.hidden_size, config.hidden_size, device),
+            }),
+            head: ClassificationHead::new(config, device),
+        }
+    }
+
+    /// - `input_ids`, `token_type_ids`: `[batch, seq]`
+    /// - `attention_mask`: `[batch, seq]`, 1 on real tokens, 0 on padding
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> ClassifierOutput {
+        let pad_mask: Tensor<2, Bool> = attention_mask.equal_elem(0);
+        let embedded = self.embeddings.forward(input_ids, token_type_ids);
+        let last_hidden_state = self.encoder.forward(embedded, pad_mask);
+        let pooler_output = self
+            .pooler
+            .as_ref()
+            .map(|pooler| pooler.forward(last_hidden_state.clone()));
+        let logits = self
+            .head
+            .forward(last_hidden_state.clone(), pooler_output.clone());
+        ClassifierOutput {
+            last_hidden_state,
+            pooler_output,
+            logits,
+        }
+    }
+}
+
+/// `[batch, seq, hidden]` -> `[batch, hidden]`, the [CLS] / `<s>` position.
+fn first_token(hidden: Tensor<3>) -> Tensor<2> {
+    let [batch, _, width] = hidden.dims();
+    hidden
+        .slice([0..batch, 0..1, 0..width])
+        .reshape([batch, width])
+}

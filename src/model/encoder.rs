@@ -1,0 +1,106 @@
+//! `BertLayer` (attention, `BertIntermediate`, `BertOutput`) and `BertEncoder`, post-norm,
+//! with dropout exactly where transformers has it.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::{Bool, Device, Tensor};
+
+use super::attention::{BertAttention, layer_norm, linear};
+use super::config::{Activation, ModelConfig};
+
+/// Applies a feed-forward activation.
+pub fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {
+    match activation {
+        Activation::Gelu => gelu(x),
+        Activation::GeluTanh => gelu_approximate(x),
+        Activation::Relu => relu(x),
+    }
+}
+
+/// First feed-forward projection with the activation (no dropout here, as in transformers).
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    pub dense: Linear,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl BertIntermediate {
+    /// `[batch, seq, hidden]` -> `[batch, seq, intermediate]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        activate(self.activation, self.dense.forward(x))
+    }
+}
+
+/// Second feed-forward projection, dropout, residual and post-LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertOutput {
+    pub dense: Linear,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl BertOutput {
+    /// `[batch, seq, intermediate]` + residual `[batch, seq, hidden]` -> `[batch, seq, hidden]`
+    pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let x = self.dropout.forward(self.dense.forward(x));
+        self.layer_norm.forward(x + residual)
+    }
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    pub attention: BertAttention,
+    pub intermediate: BertIntermediate,
+    pub output: BertOutput,
+}
+
+impl BertLayer {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            attention: BertAttention::new(config, device),
+            intermediate: BertIntermediate {
+                dense: linear(config.hidden_size, config.intermediate_size, device),
+                activation: config.hidden_act,
+            },
+            output: BertOutput {
+                dense: linear(config.intermediate_size, config.hidden_size, device),
+                layer_norm: layer_norm(config, device),
+                dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            },
+        }
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask` is `[batch, seq]`.
+    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
+        let attended = self.attention.forward(hidden, pad_mask);
+        let inner = self.intermediate.forward(attended.clone());
+        self.output.forward(inner, attended)
+    }
+}
+
+/// The stack of transformer blocks.
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    pub layer: Vec<BertLayer>,
+}
+
+impl BertEncoder {
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        Self {
+            layer: (0..config.num_hidden_layers)
+                .map(|_| BertLayer::new(config, device))
+                .collect(),
+        }
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask` is `[batch, seq]`, `true` on padding.
+    pub fn forward(&self, mut hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
+        for layer in &self.layer {
+            hidden = layer.forward(hidden, pad_mask.clone());
+        }
+        hidden
+    }
+}

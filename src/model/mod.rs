@@ -1,0 +1,13 @@
+//! BERT-family models built from Burn modules, one struct per Hugging Face sub-module.
+
+mod attention;
+mod classifier;
+mod config;
+mod embeddings;
+mod encoder;
+
+pub use attention::*;
+pub use classifier::*;
+pub use config::*;
+pub use embeddings::*;
+pub use encoder::*;

@@ -1,0 +1,121 @@
+//! Shared test helpers: fixture paths, the real all-MiniLM-L6-v2, reference values.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor};
+use burnbert::checkpoint::{DEFAULT_MODEL, resolve_model};
+use burnbert::data::TOKENIZER_FILES;
+use burnbert::inference::TextInput;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The device of the backend this test binary was built with.
+pub fn device() -> Device {
+    burnbert::backend::select_device(None, "auto").expect("a backend")
+}
+
+/// The real all-MiniLM-L6-v2 (`$BURNBERT_MINILM_DIR`, else the HF cache, else fetched).
+pub fn minilm_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BURNBERT_MINILM_DIR") {
+        return dir.into();
+    }
+    resolve_model(DEFAULT_MODEL).expect("all-MiniLM-L6-v2 (see README: models)")
+}
+
+/// Assembles the 3-label classification checkpoint built by scripts/make_fixtures.py: the
+/// committed head shard and index, with the real weights as shard 1.
+pub fn minilm_classifier_dir() -> tempfile::TempDir {
+    let base = minilm_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = fixtures().join("minilm");
+    for name in [
+        "config.json",
+        "model.safetensors.index.json",
+        "model-00002-of-00002.safetensors",
+    ] {
+        std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        base.join("model.safetensors"),
+        dir.path().join("model-00001-of-00002.safetensors"),
+    )
+    .unwrap();
+    for name in TOKENIZER_FILES {
+        if base.join(name).is_file() {
+            std::fs::copy(base.join(name), dir.path().join(name)).unwrap();
+        }
+    }
+    dir
+}
+
+/// The texts every parity fixture was computed on.
+pub fn inputs() -> Vec<TextInput> {
+    let text = std::fs::read_to_string(fixtures().join("inputs.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Reference values written by scripts/make_fixtures.py.
+pub struct Reference {
+    bytes: Vec<u8>,
+}
+
+impl Reference {
+    pub fn open(path: &Path) -> Self {
+        Self {
+            bytes: std::fs::read(path).unwrap(),
+        }
+    }
+
+    fn view(&self) -> safetensors::SafeTensors<'_> {
+        safetensors::SafeTensors::deserialize(&self.bytes).unwrap()
+    }
+
+    /// The `max_len` the reference ids were truncated to.
+    pub fn max_len(&self) -> usize {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&self.bytes).unwrap();
+        meta.metadata().as_ref().unwrap()["max_len"]
+            .parse()
+            .unwrap()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.view().tensor(name).is_ok()
+    }
+
+    pub fn f32(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
+        let view = self.view();
+        let t = view.tensor(name).unwrap();
+        let values = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        (values, t.shape().to_vec())
+    }
+
+    pub fn ids(&self, name: &str) -> Vec<u32> {
+        let view = self.view();
+        let t = view.tensor(name).unwrap();
+        t.data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect()
+    }
+}
+
+/// Row-major values of a tensor.
+pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().try_into_vec::<f32>().unwrap()
+}
+
+/// Largest absolute difference; panics if lengths differ.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
