@@ -79,7 +79,8 @@ fn parse_device(spec: &str) -> Result<DeviceSpec> {
     }
 }
 
-/// Picks the backend (the only one compiled in, or `backend` when several are) and the device.
+/// Picks the backend and the device: `backend` if given; else the only backend compiled in, or
+/// the one enabled besides the default `ndarray`; several others need `--backend`.
 pub fn select_device(backend: Option<BackendKind>, device: &str) -> Result<Device> {
     let compiled = BackendKind::compiled();
     let names = || {
@@ -100,6 +101,9 @@ pub fn select_device(backend: Option<BackendKind>, device: &str) -> Result<Devic
             )));
         }
         (None, [only]) => *only,
+        // `ndarray` is the default feature: a build with `--features wgpu` (or tch, flex) means
+        // that backend. Two such backends need an explicit choice.
+        (None, [BackendKind::Ndarray, other]) => *other,
         (None, []) => {
             return Err(Error::Device(
                 "this build has no backend; build with --features ndarray, flex, wgpu or tch"

@@ -5,10 +5,13 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod error;
 pub mod fsutil;
 pub mod inference;
+pub mod metrics;
 pub mod model;
+pub mod training;
 
 pub use error::{Error, Result};

@@ -1,8 +1,5 @@
-use clap::Parser;
-
 fn main() {
-    let cli = burnbert::cli::Cli::parse();
-    if let Err(err) = burnbert::cli::run(cli) {
+    if let Err(err) = burnbert::cli::main() {
         eprintln!("error: {err}");
         std::process::exit(1);
     }

@@ -1,8 +1,9 @@
 //! The command line: argument definitions and one function per subcommand.
 
 mod predict;
+mod train;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::backend::{BackendKind, select_device};
 use crate::checkpoint::resolve_model;
@@ -19,6 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Fine-tune a pretrained model on labelled text.
+    Train(train::TrainArgs),
     /// Label texts with a classifier (a directory or a Hugging Face hub id).
     Predict(predict::PredictArgs),
     /// Put a hub model into the local Hugging Face cache and print its directory.
@@ -46,9 +49,20 @@ impl DeviceArgs {
     }
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Parses the process arguments and runs the command.
+pub fn main() -> Result<()> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    run(cli, &matches)
+}
+
+/// Runs a parsed command line; `matches` tells flags typed by the user from defaults.
+pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
     match cli.command {
+        Command::Train(args) => {
+            let sub = matches.subcommand_matches("train").unwrap_or(matches);
+            train::run(args, sub)
+        }
         Command::Predict(args) => predict::run(args),
         Command::FetchModel { model } => {
             println!("{}", resolve_model(&model)?.display());

@@ -3,11 +3,13 @@
 mod batcher;
 mod labels;
 mod loader;
+mod split;
 mod table;
 mod tokenizer;
 
 pub use batcher::*;
 pub use labels::*;
 pub use loader::*;
+pub use split::*;
 pub use table::*;
 pub use tokenizer::*;

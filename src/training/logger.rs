@@ -1,0 +1,182 @@
+//! `metrics.jsonl`: one line per split and epoch with every numeric metric's epoch value,
+//! written next to Burn's own metric files (which it delegates to). In plain mode it also
+//! prints that line, readable, on stdout.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use burn::train::logger::{FileMetricLogger, MetricLogger};
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
+
+use super::metric::display_name;
+
+/// Epoch values by split (`train`/`valid`), then epoch, then lower-case metric key.
+pub type History = BTreeMap<String, BTreeMap<usize, BTreeMap<String, f64>>>;
+
+/// Wraps Burn's [`FileMetricLogger`] and keeps the epoch values.
+pub struct JsonlLogger {
+    inner: FileMetricLogger,
+    path: PathBuf,
+    names: HashMap<MetricId, String>,
+    points: BTreeMap<(String, String), Vec<NumericEntry>>,
+    history: Arc<Mutex<History>>,
+    print: bool,
+}
+
+impl JsonlLogger {
+    /// Logs into `dir` (Burn's files) and `dir/metrics.jsonl`; `print` echoes epoch lines.
+    pub fn new(dir: &Path, print: bool, history: Arc<Mutex<History>>) -> Self {
+        Self {
+            inner: FileMetricLogger::new(dir),
+            path: dir.join("metrics.jsonl"),
+            names: HashMap::new(),
+            points: BTreeMap::new(),
+            history,
+            print,
+        }
+    }
+}
+
+/// `Loss` → `loss`, `Micro-F1` → `micro_f1`, `Learning Rate` → `learning_rate`.
+pub fn metric_key(name: &str) -> String {
+    name.to_lowercase().replace(['-', ' '], "_")
+}
+
+/// The epoch value Burn would compute: the final entry if there is one, else the
+/// count-weighted mean.
+fn epoch_value(points: &[NumericEntry]) -> Option<f64> {
+    if let Some(NumericEntry::Final(v)) = points.last() {
+        return Some(*v);
+    }
+    let (sum, count) = points.iter().fold((0.0, 0usize), |(s, n), p| match p {
+        NumericEntry::Value(v) => (s + v, n + 1),
+        NumericEntry::Aggregated {
+            aggregated_value,
+            count,
+        } => (s + aggregated_value * *count as f64, n + count),
+        NumericEntry::Final(v) => (s + v, n + 1),
+    });
+    (count > 0).then(|| sum / count as f64)
+}
+
+impl MetricLogger for JsonlLogger {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        for numeric in &update.entries_numeric {
+            if let Some(name) = self.names.get(&numeric.entry.metric_id)
+                && let Ok(entry) =
+                    NumericEntry::deserialize(&numeric.entry.serialized_entry.serialized)
+            {
+                self.points
+                    .entry((split.to_string(), name.clone()))
+                    .or_default()
+                    .push(entry);
+            }
+        }
+        self.inner.log(update, epoch, split);
+    }
+
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        self.inner.read_numeric(name, epoch, split)
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.to_string());
+        self.inner.log_metric_definition(definition);
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        let split = summary.split.to_string();
+        let mut values = BTreeMap::new();
+        let keys: Vec<(String, String)> = self
+            .points
+            .keys()
+            .filter(|(s, _)| *s == split)
+            .cloned()
+            .collect();
+        for key in keys {
+            let points = self.points.remove(&key).unwrap_or_default();
+            if let Some(value) = epoch_value(&points) {
+                values.insert(metric_key(&key.1), value);
+            }
+        }
+        if !values.is_empty() {
+            let mut line = serde_json::Map::new();
+            line.insert("epoch".into(), summary.epoch_number.into());
+            line.insert("split".into(), split.clone().into());
+            for (k, v) in &values {
+                line.insert(k.clone(), (*v).into());
+            }
+            if let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                let _ = writeln!(file, "{}", serde_json::Value::Object(line));
+            }
+            if self.print {
+                let shown: Vec<String> = values
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{} {}", display_name(k).to_lowercase(), format_value(*v))
+                    })
+                    .collect();
+                println!(
+                    "epoch {} {split}: {}",
+                    summary.epoch_number,
+                    shown.join(", ")
+                );
+            }
+            if let Ok(mut history) = self.history.lock() {
+                history
+                    .entry(split)
+                    .or_default()
+                    .insert(summary.epoch_number, values);
+            }
+        }
+        self.inner.log_epoch_summary(summary);
+    }
+}
+
+/// Four significant decimals, or scientific notation for small values (learning rates).
+pub fn format_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1e-3 {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_values_follow_burns_aggregation() {
+        let points = [
+            NumericEntry::Aggregated {
+                aggregated_value: 1.0,
+                count: 3,
+            },
+            NumericEntry::Aggregated {
+                aggregated_value: 2.0,
+                count: 1,
+            },
+        ];
+        assert_eq!(epoch_value(&points), Some(1.25));
+        assert_eq!(
+            epoch_value(&[NumericEntry::Value(0.3), NumericEntry::Final(0.9)]),
+            Some(0.9)
+        );
+        assert_eq!(metric_key("Micro-F1"), "micro_f1");
+        assert_eq!(metric_key("Learning Rate"), "learning_rate");
+    }
+}

@@ -1,0 +1,525 @@
+//! Fine-tuning through Burn's `SupervisedTraining`/`Learner` with the Hugging Face recipe,
+//! and the artifacts a run leaves behind.
+
+mod evaluate;
+mod logger;
+mod metric;
+mod optim;
+mod renderer;
+mod schedule;
+mod step;
+
+pub use evaluate::*;
+pub use logger::*;
+pub use metric::*;
+pub use optim::*;
+pub use renderer::*;
+pub use schedule::*;
+pub use step::*;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::module::Module;
+use burn::tensor::Device;
+use burn::train::checkpoint::{
+    Checkpointer, ComposedCheckpointingStrategy, FileCheckpointer, KeepLastNCheckpoints,
+    MetricCheckpointingStrategy,
+};
+use burn::train::metric::store::{Aggregate, Direction, EventStoreClient, Split};
+use burn::train::metric::{IterationSpeedMetric, LearningRateMetric, LossMetric};
+use burn::train::{EarlyStoppingStrategy, Learner, SupervisedTraining};
+
+use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model, save_pretrained};
+use crate::config::TrainConfig;
+use crate::data::{
+    BatchedDataset, Columns, LabelSpace, RawRow, TextTokenizer, TrainBatcher, TrainItem,
+    infer_task, length_grouped_batches, parse_task, read_checked, sorted_batches, stratified_split,
+};
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::metrics::{MetricValues, higher_is_better};
+use crate::model::ProblemType;
+
+/// Tokenized splits and the label space of a run.
+pub struct PreparedData {
+    pub space: LabelSpace,
+    pub tokenizer: TextTokenizer,
+    pub train: Arc<Vec<TrainItem>>,
+    pub valid: Arc<Vec<TrainItem>>,
+    pub test: Option<Arc<Vec<TrainItem>>>,
+    /// Bad rows skipped with `--skip-bad-rows`, over all files.
+    pub skipped: usize,
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub output: PathBuf,
+    pub best_epoch: usize,
+    pub eval: MetricValues,
+    pub test: Option<MetricValues>,
+    pub seconds: f64,
+    pub samples_per_second: f64,
+}
+
+/// Reads, labels, splits and tokenizes the data of `config`.
+pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Result<PreparedData> {
+    let columns = Columns {
+        text: config.text_column.clone(),
+        text_pair: config.text_pair_column.clone(),
+        label: Some(config.label_column.clone()),
+        no_header: config.no_header,
+    };
+    let train_path = config.train.clone().unwrap_or_default();
+    let read = |path: &Path| read_checked(path, config.format, &columns, config.skip_bad_rows);
+    let (train_rows, mut skipped) = read(&train_path)?;
+    let task = parse_task(&config.task)?.unwrap_or_else(|| infer_task(&train_rows));
+    let space = LabelSpace::from_training(
+        &train_rows,
+        task,
+        config.labels.clone(),
+        &config.label_delimiter,
+    )?;
+    let train_targets = space.targets(&train_rows, &train_path)?;
+    let tokenizer = TextTokenizer::from_dir(model_dir, config.max_len, pad_id)?;
+    let items = |rows: &[RawRow], targets: Vec<crate::data::Target>| -> Result<Vec<TrainItem>> {
+        rows.iter()
+            .zip(targets)
+            .map(|(row, target)| {
+                Ok(TrainItem {
+                    encoded: tokenizer.encode(&row.text, row.text_pair.as_deref())?,
+                    target,
+                })
+            })
+            .collect()
+    };
+    let all_train = items(&train_rows, train_targets.clone())?;
+    let (mut train, mut valid) = match &config.valid {
+        Some(path) => {
+            let (rows, bad) = read(path)?;
+            skipped += bad;
+            let targets = space.targets(&rows, path)?;
+            (all_train, items(&rows, targets)?)
+        }
+        None => {
+            let (train_idx, valid_idx) =
+                stratified_split(&train_targets, config.valid_ratio, config.seed);
+            if valid_idx.is_empty() {
+                return Err(Error::Input(
+                    "no validation data: give --valid or a valid_ratio above 0".into(),
+                ));
+            }
+            let pick = |idx: &[usize]| idx.iter().map(|&i| all_train[i].clone()).collect();
+            (pick(&train_idx), pick(&valid_idx))
+        }
+    };
+    if let Some(n) = config.max_train_samples {
+        train.truncate(n);
+    }
+    if let Some(n) = config.max_eval_samples {
+        valid.truncate(n);
+    }
+    let test = match &config.test {
+        Some(path) => {
+            let (rows, bad) = read(path)?;
+            skipped += bad;
+            let targets = space.targets(&rows, path)?;
+            Some(Arc::new(items(&rows, targets)?))
+        }
+        None => None,
+    };
+    Ok(PreparedData {
+        space,
+        tokenizer,
+        train: Arc::new(train),
+        valid: Arc::new(valid),
+        test,
+        skipped,
+    })
+}
+
+/// The validation metric keys a task can stop on.
+fn available_metrics(task: ProblemType) -> Vec<&'static str> {
+    let mut keys = vec!["loss"];
+    keys.extend(task_metric_keys(task));
+    keys
+}
+
+/// Stops after `patience` evaluations without an improvement of at least `min_delta`.
+#[derive(Clone)]
+struct Patience {
+    name: String,
+    higher: bool,
+    patience: Option<usize>,
+    min_delta: f64,
+    best: Option<(usize, f64)>,
+}
+
+impl EarlyStoppingStrategy for Patience {
+    fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        let Some(value) = store.find_metric(&self.name, epoch, Aggregate::Mean, &Split::Valid)
+        else {
+            return false;
+        };
+        let improved = match self.best {
+            None => true,
+            Some((_, best)) if self.higher => value > best + self.min_delta,
+            Some((_, best)) => value < best - self.min_delta,
+        };
+        if improved {
+            self.best = Some((epoch, value));
+            return false;
+        }
+        match (self.patience, self.best) {
+            (Some(patience), Some((best_epoch, _))) => epoch - best_epoch >= patience,
+            _ => false,
+        }
+    }
+}
+
+/// The best epoch in the validation history: the first that no later epoch beats by more
+/// than `min_delta`.
+pub fn best_epoch(history: &History, key: &str, min_delta: f64) -> Option<(usize, f64)> {
+    let higher = higher_is_better(key);
+    let mut best: Option<(usize, f64)> = None;
+    for (&epoch, values) in history.get("valid")? {
+        let Some(&value) = values.get(key) else {
+            continue;
+        };
+        let better = match best {
+            None => true,
+            Some((_, b)) if higher => value > b + min_delta,
+            Some((_, b)) => value < b - min_delta,
+        };
+        if better {
+            best = Some((epoch, value));
+        }
+    }
+    best
+}
+
+/// Reads `metrics.jsonl` back into a [`History`].
+pub fn read_history(path: &Path) -> History {
+    let mut history = History::new();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for line in text.lines() {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) else {
+            continue;
+        };
+        let (Some(epoch), Some(split)) = (
+            map.get("epoch").and_then(|v| v.as_u64()),
+            map.get("split").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        let values = map
+            .iter()
+            .filter_map(|(k, v)| v.as_f64().filter(|_| k != "epoch").map(|v| (k.clone(), v)))
+            .collect();
+        history
+            .entry(split.to_string())
+            .or_default()
+            .insert(epoch as usize, values);
+    }
+    history
+}
+
+/// The last epoch with a saved model checkpoint in `dir/checkpoint`.
+fn last_checkpoint(dir: &Path) -> Option<usize> {
+    std::fs::read_dir(dir.join("checkpoint"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+}
+
+fn default_output(config: &TrainConfig) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from("runs").join(format!("{}-{stamp}", config.name))
+}
+
+/// Fine-tunes `config.model` on `config.train` and writes the artifacts. Returns the summary.
+pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
+    let started = Instant::now();
+    let output = config
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(config));
+    let resume_from = if config.resume {
+        Some(last_checkpoint(&output).ok_or_else(|| {
+            Error::Input(format!(
+                "--resume: no checkpoint in {}",
+                output.join("checkpoint").display()
+            ))
+        })?)
+    } else {
+        if output.join("checkpoint").exists() {
+            return Err(Error::Input(format!(
+                "{} already holds a run; use --resume to continue it or another --output",
+                output.display()
+            )));
+        }
+        None
+    };
+    std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+
+    let model_dir = resolve_model(&config.model)?;
+    let base_config = crate::model::ModelConfig::from_file(&model_dir.join("config.json"))?;
+    let data = prepare_data(config, &model_dir, base_config.pad_token_id as u32)?;
+    if data.skipped > 0 {
+        eprintln!("burnbert: skipped {} bad rows", data.skipped);
+    }
+    let key = config.early_stopping_metric.to_lowercase();
+    let available = available_metrics(data.space.task);
+    if !available.contains(&key.as_str()) {
+        return Err(Error::Input(format!(
+            "--early-stopping-metric '{key}' is not reported for this task (choose from {})",
+            available.join(", ")
+        )));
+    }
+
+    let train_device = device.clone().autodiff();
+    let LoadedClassifier {
+        model,
+        config: mut model_config,
+        notices,
+    } = load_classifier(&model_dir, Some(data.space.names.clone()), &train_device)?;
+    crate::cli::print_notices(&notices);
+    model_config.problem_type = Some(data.space.task);
+    let trainee = Trainee {
+        model,
+        loss_scale: 1.0 / config.grad_accum as f64,
+        max_grad_norm: config.max_grad_norm,
+        class_weights: None,
+    };
+
+    let batcher = TrainBatcher {
+        pad_id: data.tokenizer.pad_id(),
+        num_labels: data.space.names.len(),
+    };
+    let lengths = |items: &[TrainItem]| -> Vec<usize> {
+        items.iter().map(|i| i.encoded.input_ids.len()).collect()
+    };
+    let train_batches =
+        length_grouped_batches(&lengths(&data.train), config.batch_size, config.seed);
+    let batches_per_epoch = train_batches.len();
+    let loader_train = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(1)
+        .shuffle(config.seed)
+        .num_workers(1)
+        .set_device(train_device.clone())
+        .build(BatchedDataset::new(data.train.clone(), train_batches));
+    let loader_valid = DataLoaderBuilder::new(batcher)
+        .batch_size(1)
+        .num_workers(1)
+        .set_device(train_device.clone())
+        .build(BatchedDataset::new(
+            data.valid.clone(),
+            sorted_batches(&lengths(&data.valid), config.batch_size),
+        ));
+
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum);
+    let total_steps = steps_per_epoch * config.epochs;
+    let warmup = (total_steps as f64 * config.warmup_ratio).ceil() as usize;
+    let schedule = WarmupDecay::new(config.scheduler, config.lr, warmup, total_steps);
+
+    std::fs::write(output.join("train_config.toml"), config.to_toml())
+        .map_err(|e| Error::io(&output, e))?;
+    println!("burnbert: training configuration\n{}", config.to_toml());
+    println!(
+        "burnbert: {} train / {} valid examples, task {}, {} labels, {} optimizer steps ({} warmup), output {}",
+        data.train.len(),
+        data.valid.len(),
+        data.space.task.as_str(),
+        data.space.names.len(),
+        total_steps,
+        warmup,
+        output.display()
+    );
+
+    let tui = !config.no_tui && std::io::stdout().is_terminal();
+    let history = Arc::new(Mutex::new(History::new()));
+    let higher = higher_is_better(&key);
+    let direction = if higher {
+        Direction::Highest
+    } else {
+        Direction::Lowest
+    };
+    let best_name = display_name(&key);
+    let best_metric_strategy = |name: &str| -> ComposedCheckpointingStrategy {
+        let split = Split::Valid;
+        let strategy = match name {
+            "loss" => MetricCheckpointingStrategy::new(
+                &LossMetric::new(),
+                Aggregate::Mean,
+                direction,
+                split,
+            ),
+            other => {
+                let key = available
+                    .iter()
+                    .find(|k| **k == other)
+                    .copied()
+                    .unwrap_or("accuracy");
+                let metric = SplitMetric::new(
+                    key,
+                    data.space.task,
+                    data.space.names.len(),
+                    config.threshold,
+                );
+                MetricCheckpointingStrategy::new(&metric, Aggregate::Mean, direction, split)
+            }
+        };
+        ComposedCheckpointingStrategy::builder()
+            .add(KeepLastNCheckpoints::new(1))
+            .add(strategy)
+            .build()
+    };
+
+    let mut training = SupervisedTraining::new(&output, loader_train, loader_valid)
+        .metric_train_numeric(LossMetric::new())
+        .metric_valid_numeric(LossMetric::new())
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train(IterationSpeedMetric::new())
+        .with_metric_logger(JsonlLogger::new(&output, !tui, history.clone()))
+        .with_default_checkpointers()
+        .with_checkpointing_strategy(best_metric_strategy(&key))
+        .early_stopping(Patience {
+            name: best_name.clone(),
+            higher,
+            patience: config.patience,
+            min_delta: config.min_delta,
+            best: None,
+        })
+        .num_epochs(config.epochs)
+        .summary();
+    if data.space.task == ProblemType::SingleLabel {
+        // Split-level accuracy as a fraction (Burn's AccuracyMetric reports per-batch percent).
+        let accuracy = SplitMetric::new(
+            "accuracy",
+            data.space.task,
+            data.space.names.len(),
+            config.threshold,
+        );
+        training = training
+            .metric_train_numeric(accuracy.clone())
+            .metric_valid_numeric(accuracy);
+    }
+    for key in task_metric_keys(data.space.task)
+        .iter()
+        .filter(|k| **k != "accuracy")
+    {
+        training = training.metric_valid_numeric(SplitMetric::new(
+            key,
+            data.space.task,
+            data.space.names.len(),
+            config.threshold,
+        ));
+    }
+    if config.grad_accum > 1 {
+        training = training.grads_accumulation(config.grad_accum);
+    }
+    if !tui {
+        training = training.renderer(Box::new(PlainRenderer::new(
+            config.log_every,
+            config.batch_size,
+        )));
+    }
+    if let Some(epoch) = resume_from {
+        println!("burnbert: resuming after epoch {epoch}");
+        training = training.checkpoint(epoch);
+    }
+    let learner = Learner::new(trainee, adamw(config), schedule);
+    let train_started = Instant::now();
+    let result = training.launch(learner);
+    let train_seconds = train_started.elapsed().as_secs_f64();
+    if let Some(error) = result.error {
+        return Err(Error::Input(format!("training failed: {error}")));
+    }
+
+    // The best epoch, not the last, becomes the saved model.
+    let history = read_history(&output.join("metrics.jsonl"));
+    let epochs_run = history.get("train").map_or(0, |h| h.len());
+    let last_epoch = history
+        .get("valid")
+        .and_then(|h| h.keys().max().copied())
+        .unwrap_or(config.epochs);
+    let (best, _) = best_epoch(&history, &key, config.min_delta).unwrap_or((last_epoch, 0.0));
+    let mut trainee = result.model;
+    if best != last_epoch {
+        let checkpointer = FileCheckpointer::new(output.join("checkpoint"), "model");
+        match Checkpointer::<burn::store::ModuleRecord>::restore(&checkpointer, best) {
+            Ok(record) => trainee = trainee.load_record(record),
+            Err(e) => eprintln!(
+                "burnbert: best epoch {best}'s checkpoint could not be read ({e:?}); saving the last epoch"
+            ),
+        }
+    }
+    let trainee = trainee.valid();
+    let evaluate_on = |items: Arc<Vec<TrainItem>>| {
+        evaluate(
+            &trainee,
+            items,
+            &data.space,
+            config.batch_size,
+            data.tokenizer.pad_id(),
+            config.threshold,
+            device,
+        )
+    };
+    let mut eval = evaluate_on(data.valid.clone())?;
+    eval.insert("epoch".into(), best as f64);
+    let test = data.test.clone().map(evaluate_on).transpose()?;
+
+    save_pretrained(&trainee.model, &model_config, &model_dir, &output)?;
+    write_json(&output.join("eval_results.json"), &eval)?;
+    if let Some(test) = &test {
+        write_json(&output.join("test_results.json"), test)?;
+    }
+    let samples = data.train.len() * epochs_run.max(1);
+    let summary = RunSummary {
+        output,
+        best_epoch: best,
+        eval,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+        samples_per_second: samples as f64 / train_seconds.max(1e-9),
+    };
+    print_summary(&summary);
+    Ok(summary)
+}
+
+fn write_json(path: &Path, values: &MetricValues) -> Result<()> {
+    let text = serde_json::to_string_pretty(values).unwrap_or_default();
+    write_atomic(path, text.as_bytes())
+}
+
+/// The closing table: best epoch, its validation (and test) metrics, time and speed.
+pub fn print_summary(summary: &RunSummary) {
+    println!("\n{:<22}{}", "output", summary.output.display());
+    println!("{:<22}{}", "best epoch", summary.best_epoch);
+    for (key, value) in &summary.eval {
+        if key != "epoch" {
+            println!("{:<22}{}", format!("eval {key}"), format_value(*value));
+        }
+    }
+    if let Some(test) = &summary.test {
+        for (key, value) in test {
+            println!("{:<22}{}", format!("test {key}"), format_value(*value));
+        }
+    }
+    println!("{:<22}{}", "wall time", clock(summary.seconds));
+    println!("{:<22}{:.1}", "train samples/s", summary.samples_per_second);
+}

@@ -1,0 +1,202 @@
+//! One optimisation step: forward, the task's loss, backward, global-norm gradient clipping.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Int, Tensor};
+use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+
+use crate::data::{TargetBatch, TrainBatch};
+use crate::model::SequenceClassifier;
+
+/// The classifier plus what training needs to know about the loss.
+#[derive(Module, Debug)]
+pub struct Trainee {
+    pub model: SequenceClassifier,
+    /// Multiplies the loss: `1 / grad_accum`, since Burn sums accumulated gradients.
+    #[module(skip)]
+    pub loss_scale: f64,
+    /// Global L2 norm the gradients are clipped to (`0` disables clipping).
+    #[module(skip)]
+    pub max_grad_norm: f64,
+    /// Per-class loss weights for single-label tasks.
+    #[module(skip)]
+    pub class_weights: Option<Vec<f32>>,
+}
+
+/// What a step produces for the metrics: the unscaled loss, the logits and the targets.
+pub struct StepOutput {
+    /// `[1]`
+    pub loss: Tensor<1>,
+    /// `[batch, num_labels]`
+    pub logits: Tensor<2>,
+    pub targets: TargetBatch,
+}
+
+impl Trainee {
+    /// Forward pass and loss (unscaled) for one batch.
+    pub fn forward(&self, batch: TrainBatch) -> StepOutput {
+        let inputs = batch.inputs;
+        let logits = self
+            .model
+            .forward(
+                inputs.input_ids,
+                inputs.token_type_ids,
+                inputs.attention_mask,
+            )
+            .logits;
+        let device = logits.device();
+        let loss = match &batch.targets {
+            TargetBatch::Class(targets) => {
+                let mut config = CrossEntropyLossConfig::new();
+                config.weights = self.class_weights.clone();
+                config
+                    .init(&device)
+                    .forward(logits.clone(), targets.clone())
+            }
+            TargetBatch::Multi(targets) => BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(&device)
+                .forward(logits.clone(), targets.clone().int()),
+            TargetBatch::Value(targets) => {
+                let [batch] = targets.dims();
+                MseLoss::new().forward(
+                    logits.clone().reshape([batch]),
+                    targets.clone(),
+                    Reduction::Mean,
+                )
+            }
+        };
+        StepOutput {
+            loss,
+            logits,
+            targets: batch.targets,
+        }
+    }
+}
+
+impl TrainStep for Trainee {
+    type Input = TrainBatch;
+    type Output = StepOutput;
+
+    fn step(&self, batch: TrainBatch) -> TrainOutput<StepOutput> {
+        let output = self.forward(batch);
+        let grads = (output.loss.clone() * self.loss_scale).backward();
+        TrainOutput::new(self, grads, output)
+    }
+
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        let grads = if self.max_grad_norm > 0.0 {
+            clip_global_norm(&self, grads, self.max_grad_norm)
+        } else {
+            grads
+        };
+        optim.step(lr, self, grads)
+    }
+}
+
+impl InferenceStep for Trainee {
+    type Input = TrainBatch;
+    type Output = StepOutput;
+
+    fn step(&self, batch: TrainBatch) -> StepOutput {
+        self.forward(batch)
+    }
+}
+
+/// Scales all gradients by `min(1, max_norm / (‖g‖₂ + 1e-6))` where `‖g‖₂` is the norm of all
+/// gradients together, as `torch.nn.utils.clip_grad_norm_` does. Stays on the device.
+pub fn clip_global_norm<M: Module>(
+    module: &M,
+    grads: GradientsParams,
+    max_norm: f64,
+) -> GradientsParams {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let sq = grad.powi_scalar(2).sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + sq,
+                    None => sq,
+                });
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: Tensor<1>,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.remove::<D>(param.id) {
+                let factor = self.factor.clone().reshape([1; D]);
+                self.grads.register::<D>(param.id, grad * factor);
+            }
+        }
+    }
+    let mut sum = SumSquares {
+        grads: &grads,
+        total: None,
+    };
+    module.visit(&mut sum);
+    let Some(total) = sum.total else {
+        return grads;
+    };
+    let factor = (total.sqrt() + 1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    let mut grads = grads;
+    module.visit(&mut Scale {
+        grads: &mut grads,
+        factor,
+    });
+    grads
+}
+
+impl ItemLazy for StepOutput {
+    fn sync(self) -> Result<Self, burn::tensor::ExecutionError> {
+        self.loss.device().flush()?;
+        Ok(Self {
+            loss: self.loss.without_autodiff(),
+            logits: self.logits.without_autodiff(),
+            targets: match self.targets {
+                TargetBatch::Class(t) => TargetBatch::Class(t.without_autodiff()),
+                TargetBatch::Multi(t) => TargetBatch::Multi(t.without_autodiff()),
+                TargetBatch::Value(t) => TargetBatch::Value(t.without_autodiff()),
+            },
+        })
+    }
+}
+
+impl Adaptor<LossInput> for StepOutput {
+    fn adapt(&self) -> LossInput {
+        LossInput::new(self.loss.clone())
+    }
+}
+
+impl Adaptor<AccuracyInput> for StepOutput {
+    fn adapt(&self) -> AccuracyInput {
+        let targets = match &self.targets {
+            TargetBatch::Class(t) => t.clone(),
+            // Accuracy is only registered for single-label tasks.
+            other => {
+                let [batch, _] = self.logits.dims();
+                let _ = other;
+                Tensor::<1, Int>::zeros([batch], &self.logits.device())
+            }
+        };
+        AccuracyInput::new(self.logits.clone(), targets)
+    }
+}

@@ -1,0 +1,159 @@
+//! Training building blocks against numbers from transformers and torch
+//! (scripts/make_train_fixtures.py): LR schedules, global-norm clipping, weight-decay groups.
+
+mod common;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::optim::lr_scheduler::LrScheduler;
+use burn::tensor::{Tensor, TensorData};
+use burnbert::model::{ModelConfig, SequenceClassifier};
+use burnbert::training::{ScheduleKind, WarmupDecay, clip_global_norm, decays};
+use common::{device, fixtures};
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures().join("train").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn schedules_equal_transformers_step_for_step() {
+    for case in fixture("schedules.json").as_array().unwrap() {
+        let (lr, warmup, total) = (
+            case["lr"].as_f64().unwrap(),
+            case["warmup"].as_u64().unwrap() as usize,
+            case["total"].as_u64().unwrap() as usize,
+        );
+        for (kind, key) in [
+            (ScheduleKind::Cosine, "cosine"),
+            (ScheduleKind::Linear, "linear"),
+        ] {
+            let mut schedule = WarmupDecay::new(kind, lr, warmup, total);
+            for (step, expected) in floats(&case[key]).into_iter().enumerate() {
+                let got = schedule.step();
+                assert!(
+                    (got - expected).abs() <= 1e-12 * lr.max(1.0),
+                    "{key} warmup {warmup} total {total} step {step}: {got} vs {expected}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn schedule_state_survives_a_checkpoint() {
+    let mut a = WarmupDecay::new(ScheduleKind::Cosine, 1e-3, 2, 10);
+    for _ in 0..4 {
+        a.step();
+    }
+    let mut b = WarmupDecay::new(ScheduleKind::Cosine, 1e-3, 2, 10);
+    b.load_record(a.to_record());
+    assert_eq!(a.step(), b.step());
+}
+
+/// A module with one parameter per fixture tensor.
+#[derive(Module, Debug)]
+struct Params {
+    p: Vec<Param<Tensor<1>>>,
+}
+
+#[test]
+fn clipping_equals_torch_clip_grad_norm() {
+    let device = device();
+    for case in fixture("clip.json").as_array().unwrap() {
+        let max_norm = case["max_norm"].as_f64().unwrap();
+        let grads_in: Vec<Vec<f64>> = case["grads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        let expected: Vec<Vec<f64>> = case["clipped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(floats)
+            .collect();
+        let module = Params {
+            p: grads_in
+                .iter()
+                .map(|g| Param::from_tensor(Tensor::<1>::zeros([g.len()], &device)))
+                .collect(),
+        };
+        let mut grads = GradientsParams::new();
+        let ids: Vec<ParamId> = module.p.iter().map(|p| p.id).collect();
+        for (id, g) in ids.iter().zip(&grads_in) {
+            let values: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+            grads.register::<1>(
+                *id,
+                Tensor::from_data(TensorData::new(values, [g.len()]), &device),
+            );
+        }
+        let clipped = clip_global_norm(&module, grads, max_norm);
+        for (id, want) in ids.iter().zip(&expected) {
+            let got: Vec<f32> = clipped
+                .get::<1>(*id)
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (*g as f64 - w).abs() < 1e-6,
+                    "max_norm {max_norm}: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn weight_decay_skips_biases_and_layer_norms_only() {
+    struct Paths(Vec<String>, Vec<String>);
+    impl ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _: &Param<Tensor<D>>) {
+            self.0.push(self.1.join("."));
+        }
+    }
+    let config = ModelConfig::from_file(&fixtures().join("roberta/config.json")).unwrap();
+    let model = SequenceClassifier::new(&config, &device());
+    let mut paths = Paths(Vec::new(), Vec::new());
+    model.visit(&mut paths);
+    let no_decay: Vec<&String> = paths.0.iter().filter(|p| !decays(p)).collect();
+    assert!(
+        no_decay
+            .iter()
+            .all(|p| p.ends_with(".bias") || p.contains("layer_norm"))
+    );
+    assert!(
+        paths
+            .0
+            .iter()
+            .any(|p| p == "encoder.layer.0.attention.self_attn.query.bias")
+    );
+    assert!(!decays("encoder.layer.0.attention.self_attn.query.bias"));
+    assert!(!decays("embeddings.layer_norm.gamma"));
+    assert!(!decays("encoder.layer.1.output.layer_norm.beta"));
+    assert!(decays("encoder.layer.0.attention.self_attn.query.weight"));
+    assert!(decays("embeddings.word_embeddings.weight"));
+    assert!(decays("head.classifier.weight"));
+    // Every bias and every LayerNorm parameter, nothing else: 2 per Linear bias + 2 per LayerNorm.
+    let biases = paths.0.iter().filter(|p| p.ends_with(".bias")).count();
+    let norms = paths.0.iter().filter(|p| p.contains("layer_norm")).count();
+    assert_eq!(no_decay.len(), biases + norms);
+}
