@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model};
 use crate::data::{Encoded, TextTokenizer, collate};
 use crate::error::{Error, Result};
+use crate::metrics::argmax;
 use crate::model::{Architecture, ModelConfig, ProblemType, SequenceClassifier};
 
 /// One input row: a text and an optional second text of a pair.
@@ -208,14 +209,4 @@ fn softmax_row(logits: &[f32]) -> Vec<f32> {
     let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
     exps.into_iter().map(|e| e / sum).collect()
-}
-
-fn argmax(values: &[f32]) -> usize {
-    values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
 }

@@ -4,6 +4,14 @@
 
 use std::collections::BTreeMap;
 
+/// Index of the largest value (the first on ties; 0 for an empty row).
+pub fn argmax(row: &[f32]) -> usize {
+    (0..row.len())
+        .rev()
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap_or(0)
+}
+
 /// Counts `[true][predicted]` over `n` classes.
 pub fn confusion(predicted: &[usize], actual: &[usize], n: usize) -> Vec<Vec<usize>> {
     let mut m = vec![vec![0; n]; n];

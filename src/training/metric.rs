@@ -11,7 +11,8 @@ use burn::train::metric::{
 use super::step::StepOutput;
 use crate::data::TargetBatch;
 use crate::metrics::{
-    MetricValues, classification_metrics, higher_is_better, multi_label_metrics, regression_metrics,
+    MetricValues, argmax, classification_metrics, higher_is_better, multi_label_metrics,
+    regression_metrics,
 };
 use crate::model::ProblemType;
 
@@ -89,12 +90,6 @@ impl Predictions {
             ProblemType::MultiLabel => multi_label_metrics(&self.multi.0, &self.multi.1),
         }
     }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-        .unwrap_or(0)
 }
 
 /// The metrics each task reports besides loss.

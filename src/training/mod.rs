@@ -291,6 +291,8 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     }
 
     let train_device = device.clone().autodiff();
+    // Seeds the fresh head's initialisation and dropout.
+    train_device.seed(config.seed);
     let LoadedClassifier {
         model,
         config: mut model_config,

@@ -1,0 +1,234 @@
+//! End-to-end fine-tuning (CI-sized). The SST-2 run uses the real all-MiniLM-L6-v2 and the
+//! bundled data; the quicker runs use the tiny RoBERTa fixture.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burnbert::checkpoint::load_classifier;
+use burnbert::config::TrainConfig;
+use burnbert::data::{Columns, Format, LabelSpace, TextTokenizer, TrainItem, read_checked};
+use burnbert::inference::{Predictor, TextInput};
+use burnbert::model::ProblemType;
+use burnbert::training::{Trainee, evaluate, read_history, train};
+use common::{device, fixtures};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn sst2_config(output: &Path) -> TrainConfig {
+    let mut c = TrainConfig::defaults();
+    c.train = Some(repo("data/glue/sst2/train.tsv"));
+    c.valid = Some(repo("data/glue/sst2/dev.tsv"));
+    c.text_column = "sentence".into();
+    c.no_tui = true;
+    c.log_every = 1000;
+    c.output = Some(output.to_path_buf());
+    c
+}
+
+/// The untrained model's validation loss (fresh head), to show training lowered it.
+fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
+    let columns = Columns {
+        text: config.text_column.clone(),
+        text_pair: config.text_pair_column.clone(),
+        label: Some(config.label_column.clone()),
+        no_header: false,
+    };
+    let valid = config.valid.as_ref().unwrap();
+    let (rows, _) = read_checked(valid, Format::Auto, &columns, false).unwrap();
+    let space = LabelSpace {
+        task: ProblemType::SingleLabel,
+        names: vec!["0".into(), "1".into()],
+        delimiter: ",".into(),
+    };
+    let targets = space.targets(&rows, valid).unwrap();
+    let tokenizer = TextTokenizer::from_dir(model, config.max_len, 0).unwrap();
+    let items: Vec<TrainItem> = rows
+        .iter()
+        .zip(targets)
+        .map(|(r, target)| TrainItem {
+            encoded: tokenizer.encode(&r.text, None).unwrap(),
+            target,
+        })
+        .collect();
+    let loaded = load_classifier(model, Some(space.names.clone()), &device()).unwrap();
+    let trainee = Trainee {
+        model: loaded.model,
+        loss_scale: 1.0,
+        max_grad_norm: 0.0,
+        class_weights: None,
+    };
+    evaluate(&trainee, Arc::new(items), &space, 64, 0, 0.5, &device()).unwrap()["loss"]
+}
+
+#[test]
+fn sst2_one_epoch_on_2000_rows_reaches_072_and_reloads_identically() {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = sst2_config(out.path());
+    config.max_train_samples = Some(2000);
+    config.epochs = 1;
+    config.early_stopping_metric = "accuracy".into();
+    let summary = train(&config, &device()).unwrap();
+    let accuracy = summary.eval["accuracy"];
+    assert!(accuracy >= 0.72, "dev accuracy {accuracy}");
+
+    let before = initial_loss(&config, &common::minilm_dir());
+    assert!(
+        summary.eval["loss"] < before - 0.1,
+        "loss {} vs untrained {before}",
+        summary.eval["loss"]
+    );
+
+    // Artifacts.
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "train_config.toml",
+        "metrics.jsonl",
+        "eval_results.json",
+    ] {
+        assert!(out.path().join(file).is_file(), "{file} missing");
+    }
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("eval_results.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["accuracy"].as_f64().unwrap(), accuracy);
+
+    // The saved model, reloaded through predict, labels the dev set with the same accuracy.
+    let (predictor, notices) =
+        Predictor::load(out.path().to_str().unwrap(), Some(128), device()).unwrap();
+    assert!(notices.is_empty(), "{notices:?}");
+    let columns = Columns {
+        text: "sentence".into(),
+        text_pair: None,
+        label: Some("label".into()),
+        no_header: false,
+    };
+    let (rows, _) = read_checked(
+        config.valid.as_ref().unwrap(),
+        Format::Auto,
+        &columns,
+        false,
+    )
+    .unwrap();
+    let inputs: Vec<TextInput> = rows
+        .iter()
+        .map(|r| TextInput {
+            text: r.text.clone(),
+            text_pair: None,
+        })
+        .collect();
+    let predictions = predictor.predict(&inputs, 64).unwrap();
+    let right = predictions
+        .iter()
+        .zip(&rows)
+        .filter(|(p, r)| {
+            let json = serde_json::to_value(p).unwrap();
+            let label = match r.label.as_ref().unwrap() {
+                burnbert::data::LabelCell::Text(t) => t.clone(),
+                other => format!("{other:?}"),
+            };
+            json["label"] == label.as_str()
+        })
+        .count();
+    let reloaded = right as f64 / rows.len() as f64;
+    assert!(
+        (reloaded - accuracy).abs() < 1e-9,
+        "{reloaded} vs {accuracy}"
+    );
+}
+
+fn roberta_config(output: &Path) -> TrainConfig {
+    let mut c = sst2_config(output);
+    c.model = fixtures().join("roberta").to_string_lossy().into();
+    c.max_train_samples = Some(128);
+    c.max_eval_samples = Some(64);
+    c.batch_size = 16;
+    c.max_len = 24;
+    c.lr = 1e-3;
+    c
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_completion() {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.epochs = 1;
+    train(&config, &device()).unwrap();
+    // Same output without --resume is refused rather than mixed.
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    config.epochs = 2;
+    config.resume = true;
+    let summary = train(&config, &device()).unwrap();
+    let history = read_history(&out.path().join("metrics.jsonl"));
+    let epochs: Vec<usize> = history["valid"].keys().copied().collect();
+    assert_eq!(epochs, [1, 2]);
+    assert!(out.path().join("checkpoint/model-2.bpk").is_file());
+    assert!(summary.best_epoch == 1 || summary.best_epoch == 2);
+}
+
+#[test]
+fn regression_on_stsb_learns() {
+    let out = tempfile::tempdir().unwrap();
+    let mut c = TrainConfig::defaults();
+    c.train = Some(repo("data/glue/stsb/train.tsv"));
+    c.valid = Some(repo("data/glue/stsb/dev.tsv"));
+    c.text_column = "sentence1".into();
+    c.text_pair_column = Some("sentence2".into());
+    c.label_column = "score".into();
+    c.max_train_samples = Some(480);
+    c.max_eval_samples = Some(200);
+    c.epochs = 2;
+    c.max_len = 64;
+    c.lr = 1e-4;
+    c.early_stopping_metric = "pearson".into();
+    c.no_tui = true;
+    c.output = Some(out.path().to_path_buf());
+    let summary = train(&c, &device()).unwrap();
+    let pearson = summary.eval["pearson"];
+    assert!(pearson > 0.3, "pearson {pearson}");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["problem_type"], "regression");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn early_stopping_stops_and_keeps_the_best_epoch() {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.epochs = 6;
+    config.lr = 0.5; // diverges: validation loss stops improving at once
+    config.patience = Some(1);
+    let summary = train(&config, &device()).unwrap();
+    let history = read_history(&out.path().join("metrics.jsonl"));
+    let ran = history["valid"].len();
+    assert!(ran < 6, "early stopping never triggered ({ran} epochs)");
+    let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
+    let best = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert_eq!(
+        summary.best_epoch,
+        1 + losses.iter().position(|&l| l == best).unwrap()
+    );
+    assert!(
+        (summary.eval["loss"] - best).abs() < 1e-4,
+        "{} vs {best}",
+        summary.eval["loss"]
+    );
+}
+
+#[test]
+fn an_unknown_stopping_metric_is_refused_before_training() {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.early_stopping_metric = "pearson".into();
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(err.contains("pearson") && err.contains("accuracy"), "{err}");
+}
