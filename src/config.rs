@@ -109,6 +109,10 @@ pub struct TrainConfig {
     /// Smallest change that counts as an improvement.
     #[arg(long, default_value_t = 0.0)]
     pub min_delta: f64,
+    /// Loss weights per class for imbalanced single-label data: `balanced`
+    /// (n / (classes × count), as scikit-learn) or one number per label, in label order.
+    #[arg(long)]
+    pub class_weights: Option<String>,
     /// Multi-label decision threshold on the sigmoid.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,

@@ -42,6 +42,16 @@ pub fn class_prf(m: &[Vec<usize>], class: usize) -> (f64, f64, f64) {
     (precision, recall, f1)
 }
 
+/// Precision, recall, F1 and support (true count) of every class.
+pub fn per_class(m: &[Vec<usize>]) -> Vec<(f64, f64, f64, usize)> {
+    (0..m.len())
+        .map(|c| {
+            let (p, r, f) = class_prf(m, c);
+            (p, r, f, m[c].iter().sum())
+        })
+        .collect()
+}
+
 /// Precision, recall, F1: of class 1 for two classes (scikit-learn's `binary`), else the
 /// unweighted mean over classes (`macro`).
 pub fn precision_recall_f1(m: &[Vec<usize>]) -> (f64, f64, f64) {
@@ -227,6 +237,15 @@ mod tests {
         close(v["f1"], 2.0 * 0.6 * 0.75 / 1.35);
         // (tp·tn − fp·fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)) = (12 − 2) / sqrt(5·4·6·5)
         close(v["mcc"], 10.0 / 600f64.sqrt());
+    }
+
+    #[test]
+    fn per_class_rows_and_confusion() {
+        let m = confusion(&[0, 1, 1, 1, 2, 0], &[0, 0, 1, 1, 2, 2], 3);
+        assert_eq!(m, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 1]]);
+        let rows = per_class(&m);
+        assert_eq!(rows[1], (2.0 / 3.0, 1.0, 0.8, 2));
+        assert_eq!(rows[2].3, 2);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The command line: argument definitions and one function per subcommand.
 
+mod eval;
 mod predict;
 mod train;
 
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Fine-tune a pretrained model on labelled text.
     Train(train::TrainArgs),
+    /// Evaluate a classifier on labelled data: metrics, per-class table, confusion matrix.
+    Eval(eval::EvalArgs),
     /// Label texts with a classifier (a directory or a Hugging Face hub id).
     Predict(predict::PredictArgs),
     /// Put a hub model into the local Hugging Face cache and print its directory.
@@ -63,6 +66,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
             let sub = matches.subcommand_matches("train").unwrap_or(matches);
             train::run(args, sub)
         }
+        Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::FetchModel { model } => {
             println!("{}", resolve_model(&model)?.display());

@@ -253,7 +253,11 @@ fn json_row(line: usize, text: &str, columns: &Columns) -> std::result::Result<R
     Ok(RawRow {
         line,
         text: string(&columns.text)?,
-        text_pair: columns.text_pair.as_deref().map(string).transpose()?,
+        // A missing or null pair field means a single text (JSONL rows can mix both).
+        text_pair: match columns.text_pair.as_deref() {
+            Some(key) if !matches!(get(key), Err(_) | Ok(Value::Null)) => Some(string(key)?),
+            _ => None,
+        },
         label: columns
             .label
             .as_deref()

@@ -1,7 +1,8 @@
 //! `BertAttention` = `BertSelfAttention` (multi-head scaled dot-product with a padding mask)
 //! followed by `BertSelfOutput` (dense, dropout, residual, LayerNorm).
 
-use burn::module::Module;
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
@@ -11,9 +12,27 @@ use super::config::ModelConfig;
 /// Value added to the scores of padded keys; `exp` of it is 0 in f32 and f16.
 const MASKED_SCORE: f32 = -1e4;
 
-/// Builds a `Linear` of the model's hidden width.
+/// Builds a `Linear` (overwritten by checkpoint weights when they exist).
 pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out).init(device)
+}
+
+/// A freshly initialised `Linear` the way transformers initialises one that the checkpoint
+/// lacks: weights `N(0, initializer_range²)`, zero bias.
+pub(crate) fn fresh_linear(
+    d_in: usize,
+    d_out: usize,
+    config: &ModelConfig,
+    device: &Device,
+) -> Linear {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: config.initializer_range,
+        })
+        .init(device);
+    layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+    layer
 }
 
 /// Builds a LayerNorm with the model's epsilon.

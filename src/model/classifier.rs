@@ -6,7 +6,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
-use super::attention::linear;
+use super::attention::fresh_linear;
 use super::config::{Architecture, ModelConfig};
 use super::embeddings::BertEmbeddings;
 use super::encoder::BertEncoder;
@@ -45,8 +45,8 @@ impl ClassificationHead {
         let h = config.hidden_size;
         Self {
             pre_classifier: (config.architecture != Architecture::Bert)
-                .then(|| linear(h, h, device)),
-            classifier: linear(h, config.num_labels(), device),
+                .then(|| fresh_linear(h, h, config, device)),
+            classifier: fresh_linear(h, config.num_labels(), config, device),
             dropout: DropoutConfig::new(config.head_dropout()).init(),
             architecture: config.architecture,
         }
@@ -100,7 +100,7 @@ impl SequenceClassifier {
             embeddings: BertEmbeddings::new(config, device),
             encoder: BertEncoder::new(config, device),
             pooler: (config.architecture == Architecture::Bert).then(|| BertPooler {
-                dense: linear(config.hidden_size, config.hidden_size, device),
+                dense: fresh_linear(config.hidden_size, config.hidden_size, config, device),
             }),
             head: ClassificationHead::new(config, device),
         }

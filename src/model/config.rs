@@ -117,6 +117,8 @@ pub struct ModelConfig {
     /// 0 for DistilBERT, which has no token type embeddings.
     pub type_vocab_size: usize,
     pub layer_norm_eps: f64,
+    /// Standard deviation of the normal init transformers gives fresh weights.
+    pub initializer_range: f64,
     pub pad_token_id: usize,
     /// Label names by class index; its length is the number of outputs of the head.
     pub id2label: Vec<String>,
@@ -148,6 +150,7 @@ struct RawConfig {
     max_position_embeddings: usize,
     type_vocab_size: Option<usize>,
     layer_norm_eps: Option<f64>,
+    initializer_range: Option<f64>,
     pad_token_id: Option<usize>,
     id2label: Option<BTreeMap<String, String>>,
     num_labels: Option<usize>,
@@ -252,6 +255,7 @@ impl ModelConfig {
             max_position_embeddings: cfg.max_position_embeddings,
             type_vocab_size,
             layer_norm_eps: cfg.layer_norm_eps.unwrap_or(1e-12),
+            initializer_range: cfg.initializer_range.unwrap_or(0.02),
             pad_token_id,
             id2label,
             problem_type,

@@ -22,6 +22,19 @@ pub fn evaluate(
     threshold: f64,
     device: &Device,
 ) -> Result<MetricValues> {
+    Ok(evaluate_predictions(trainee, items, space, batch_size, pad_id, threshold, device)?.0)
+}
+
+/// [`evaluate`], also returning the predictions (for per-class tables and confusion matrices).
+pub fn evaluate_predictions(
+    trainee: &Trainee,
+    items: Arc<Vec<TrainItem>>,
+    space: &LabelSpace,
+    batch_size: usize,
+    pad_id: u32,
+    threshold: f64,
+    device: &Device,
+) -> Result<(MetricValues, Predictions)> {
     let lengths: Vec<usize> = items.iter().map(|i| i.encoded.input_ids.len()).collect();
     let dataset = BatchedDataset::new(items.clone(), sorted_batches(&lengths, batch_size));
     let batcher = TrainBatcher {
@@ -48,7 +61,7 @@ pub fn evaluate(
     }
     let mut metrics = predictions.metrics(space.task, space.names.len());
     metrics.insert("loss".into(), loss_sum / count.max(1) as f64);
-    Ok(metrics)
+    Ok((metrics, predictions))
 }
 
 /// Reads a one-element tensor as `f64`.

@@ -142,6 +142,47 @@ pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Resu
     })
 }
 
+/// Parses `class_weights` against the training targets: `balanced` or a comma list.
+pub fn class_weights(spec: &str, train: &[TrainItem], space: &LabelSpace) -> Result<Vec<f32>> {
+    if space.task != ProblemType::SingleLabel {
+        return Err(Error::Input(
+            "class_weights apply to single-label classification only".into(),
+        ));
+    }
+    let n = space.names.len();
+    if spec.trim() == "balanced" {
+        let mut counts = vec![0usize; n];
+        for item in train {
+            if let crate::data::Target::Class(c) = item.target {
+                counts[c] += 1;
+            }
+        }
+        let total = train.len() as f32;
+        return Ok(counts
+            .iter()
+            .map(|&c| total / (n as f32 * c.max(1) as f32))
+            .collect());
+    }
+    let weights = spec
+        .split(',')
+        .map(|w| w.trim().parse::<f32>().ok().filter(|w| *w >= 0.0))
+        .collect::<Option<Vec<f32>>>()
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "class_weights '{spec}' is neither 'balanced' nor a list of non-negative numbers"
+            ))
+        })?;
+    if weights.len() != n {
+        return Err(Error::Input(format!(
+            "class_weights has {} numbers, the labels are {} ({})",
+            weights.len(),
+            n,
+            space.names.join(", ")
+        )));
+    }
+    Ok(weights)
+}
+
 /// The validation metric keys a task can stop on.
 fn available_metrics(task: ProblemType) -> Vec<&'static str> {
     let mut keys = vec!["loss"];
@@ -300,11 +341,19 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     } = load_classifier(&model_dir, Some(data.space.names.clone()), &train_device)?;
     crate::cli::print_notices(&notices);
     model_config.problem_type = Some(data.space.task);
+    let weights = config
+        .class_weights
+        .as_deref()
+        .map(|spec| class_weights(spec, &data.train, &data.space))
+        .transpose()?;
+    if let Some(weights) = &weights {
+        println!("burnbert: class weights {weights:?}");
+    }
     let trainee = Trainee {
         model,
         loss_scale: 1.0 / config.grad_accum as f64,
         max_grad_norm: config.max_grad_norm,
-        class_weights: None,
+        class_weights: weights,
     };
 
     let batcher = TrainBatcher {
@@ -444,31 +493,41 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         training = training.checkpoint(epoch);
     }
     let learner = Learner::new(trainee, adamw(config), schedule);
+    stop_on_ctrl_c(training.interrupter());
     let train_started = Instant::now();
     let result = training.launch(learner);
     let train_seconds = train_started.elapsed().as_secs_f64();
     if let Some(error) = result.error {
         return Err(Error::Input(format!("training failed: {error}")));
     }
+    if result.interrupted.is_some() {
+        println!(
+            "burnbert: interrupted; saving the best completed epoch (continue with --resume --output {})",
+            output.display()
+        );
+    }
 
     // The best epoch, not the last, becomes the saved model.
     let history = read_history(&output.join("metrics.jsonl"));
     let epochs_run = history.get("train").map_or(0, |h| h.len());
-    let last_epoch = history
-        .get("valid")
-        .and_then(|h| h.keys().max().copied())
-        .unwrap_or(config.epochs);
-    let (best, _) = best_epoch(&history, &key, config.min_delta).unwrap_or((last_epoch, 0.0));
-    let mut trainee = result.model;
-    if best != last_epoch {
-        let checkpointer = FileCheckpointer::new(output.join("checkpoint"), "model");
-        match Checkpointer::<burn::store::ModuleRecord>::restore(&checkpointer, best) {
-            Ok(record) => trainee = trainee.load_record(record),
-            Err(e) => eprintln!(
-                "burnbert: best epoch {best}'s checkpoint could not be read ({e:?}); saving the last epoch"
-            ),
-        }
-    }
+    let Some((best, _)) = best_epoch(&history, &key, config.min_delta) else {
+        return Err(Error::Input(format!(
+            "training stopped before the first epoch was evaluated; nothing saved in {}",
+            output.display()
+        )));
+    };
+    // The model in memory is the last step's; the saved one is the best epoch's checkpoint.
+    let checkpointer = FileCheckpointer::new(output.join("checkpoint"), "model");
+    let record =
+        Checkpointer::<burn::store::ModuleRecord>::restore(&checkpointer, best).map_err(|e| {
+            Error::Checkpoint {
+                path: output.join("checkpoint"),
+                message: format!(
+                    "the best epoch's ({best}) model checkpoint cannot be read: {e:?}"
+                ),
+            }
+        })?;
+    let trainee = result.model.load_record(record);
     let trainee = trainee.valid();
     let evaluate_on = |items: Arc<Vec<TrainItem>>| {
         evaluate(
@@ -501,6 +560,24 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     };
     print_summary(&summary);
     Ok(summary)
+}
+
+/// Ctrl-C stops the run in progress at the next step; the checkpoints of completed epochs stay.
+fn stop_on_ctrl_c(interrupter: burn::train::Interrupter) {
+    static CURRENT: Mutex<Option<burn::train::Interrupter>> = Mutex::new(None);
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    if let Ok(mut current) = CURRENT.lock() {
+        *current = Some(interrupter);
+    }
+    INSTALLED.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if let Ok(current) = CURRENT.lock()
+                && let Some(interrupter) = current.as_ref()
+            {
+                interrupter.stop(Some("Ctrl-C"));
+            }
+        });
+    });
 }
 
 fn write_json(path: &Path, values: &MetricValues) -> Result<()> {
