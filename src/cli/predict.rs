@@ -1,14 +1,14 @@
 //! `burnbert predict`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 
 use clap::Args;
 
 use super::{DeviceArgs, print_notices};
+use crate::data::{Columns, Format};
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
-use crate::inference::{Predictor, TextInput};
+use crate::inference::{BulkOptions, Predictor, TextInput, predict_file};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -21,12 +21,30 @@ pub struct PredictArgs {
     /// The second text of a pair (with --text).
     #[arg(long, requires = "text")]
     pub text_pair: Option<String>,
-    /// JSONL file of {"text": …, "text_pair": …} rows.
+    /// A CSV, TSV or JSONL file to label, streamed (any size).
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// Write JSONL here instead of stdout.
+    /// Write here (.csv, .tsv or .jsonl) instead of stdout; the input's columns are kept.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Input format (auto: by extension).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Column with the text (a name, or a 0-based index with --no-header).
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Column with the second text of a pair (JSONL: `text_pair` when present).
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// The input has no header row.
+    #[arg(long)]
+    pub no_header: bool,
+    /// Keep only the k most probable labels in `scores`.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Multi-label: the probability at which a label counts as present.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
     /// Truncate inputs to this many tokens (default: the model's limit).
     #[arg(long)]
     pub max_len: Option<usize>,
@@ -37,45 +55,46 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let inputs = match (&args.text, &args.input) {
-        (Some(text), _) => vec![TextInput {
-            text: text.clone(),
-            text_pair: args.text_pair.clone(),
-        }],
-        (None, Some(path)) => read_jsonl(path)?,
-        (None, None) => return Err(Error::Input("give --text or --input".into())),
-    };
-    if args.batch_size == 0 {
-        return Err(Error::Input("--batch-size must be at least 1".into()));
+    if args.batch_size == 0 || args.top_k == Some(0) {
+        return Err(Error::Input(
+            "--batch-size and --top-k must be at least 1".into(),
+        ));
     }
-    let (predictor, notices) = Predictor::load(&args.model, args.max_len, args.device.device()?)?;
+    let (mut predictor, notices) =
+        Predictor::load(&args.model, args.max_len, args.device.device()?)?;
+    predictor.threshold = args.threshold;
     print_notices(&notices);
-    let predictions = predictor.predict(&inputs, args.batch_size)?;
-    let mut out = Vec::new();
-    for prediction in &predictions {
-        serde_json::to_writer(&mut out, prediction).map_err(|e| Error::Input(e.to_string()))?;
-        out.push(b'\n');
-    }
-    match &args.output {
-        Some(path) => write_atomic(path, &out),
-        None => std::io::stdout()
-            .write_all(&out)
-            .map_err(|e| Error::io("<stdout>", e)),
-    }
-}
-
-/// Reads `{"text": …, "text_pair": …}` rows; blank lines are skipped.
-pub fn read_jsonl(path: &Path) -> Result<Vec<TextInput>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut rows = Vec::new();
-    for (index, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: TextInput = serde_json::from_str(&line)
-            .map_err(|e| Error::Input(format!("{}:{}: {e}", path.display(), index + 1)))?;
-        rows.push(row);
-    }
-    Ok(rows)
+    let Some(input) = &args.input else {
+        let text = TextInput {
+            text: args.text.clone().unwrap_or_default(),
+            text_pair: args.text_pair.clone(),
+        };
+        let prediction = predictor.predict(&[text], 1)?.remove(0).top_k(args.top_k);
+        let line = serde_json::to_string(&prediction).map_err(|e| Error::Input(e.to_string()))?;
+        return std::io::stdout()
+            .write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| Error::io("<stdout>", e));
+    };
+    let jsonl = matches!(args.format, Format::Jsonl)
+        || (args.format == Format::Auto
+            && input
+                .extension()
+                .is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson"));
+    let options = BulkOptions {
+        format: args.format,
+        columns: Columns {
+            text: args.text_column.clone(),
+            text_pair: args
+                .text_pair_column
+                .clone()
+                .or_else(|| jsonl.then(|| "text_pair".to_string())),
+            label: None,
+            no_header: args.no_header,
+        },
+        batch_size: args.batch_size,
+        chunk_rows: 4096,
+        top_k: args.top_k,
+    };
+    predict_file(&predictor, input, args.output.as_deref(), &options)?;
+    Ok(())
 }

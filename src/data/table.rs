@@ -1,6 +1,7 @@
 //! Reading labelled text files: CSV, TSV (no quote processing, as GLUE needs) and JSONL,
 //! with columns by name or by 0-based index, a UTF-8 BOM ignored, CRLF accepted.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -83,82 +84,187 @@ impl std::fmt::Display for BadRow {
     }
 }
 
-/// Reads every row. Bad rows (ragged, missing field, empty text) are returned separately so
-/// the caller can fail on the first or skip them.
+/// The fields of a row as they were in the file, so a prediction can be written next to them.
+#[derive(Clone, Debug)]
+pub enum RowFields {
+    /// CSV/TSV cells.
+    Cells(Vec<String>),
+    /// A JSONL row.
+    Json(Value),
+}
+
+/// One row read from a file: the parsed row (or why it is bad) and its original fields.
+pub type RowResult = (std::result::Result<RawRow, BadRow>, RowFields);
+
+/// Streams the rows of a CSV/TSV/JSONL file without loading it whole.
+pub struct RowReader {
+    inner: RowSource,
+    path: PathBuf,
+    columns: Columns,
+    /// The CSV/TSV header, when the file has one.
+    pub header: Option<Vec<String>>,
+}
+
+enum RowSource {
+    Json(std::io::Lines<Box<dyn BufRead>>, usize),
+    Delimited(
+        csv::StringRecordsIntoIter<Box<dyn BufRead>>,
+        ColumnIndex,
+        usize,
+    ),
+}
+
+/// Drops the `\r` of `\r\n` line endings (the csv crate miscounts lines after them) and a
+/// leading UTF-8 byte-order mark.
+struct Normalised<R: BufRead> {
+    inner: R,
+    start: bool,
+}
+
+impl<R: BufRead> Read for Normalised<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let buf = self.inner.fill_buf()?;
+        if self.start {
+            self.start = false;
+            if buf.starts_with(b"\xEF\xBB\xBF") {
+                self.inner.consume(3);
+                return self.read(out);
+            }
+        }
+        let buf = self.inner.fill_buf()?;
+        if buf.is_empty() || out.is_empty() {
+            return Ok(0);
+        }
+        let (mut read, mut written) = (0, 0);
+        while read < buf.len() && written < out.len() {
+            if buf[read] == b'\r' && read + 1 < buf.len() && buf[read + 1] == b'\n' {
+                read += 1;
+                continue;
+            }
+            if buf[read] == b'\r' && read + 1 == buf.len() && read > 0 {
+                break; // decide on the next fill, when the following byte is known
+            }
+            out[written] = buf[read];
+            read += 1;
+            written += 1;
+        }
+        self.inner.consume(read);
+        Ok(written)
+    }
+}
+
+impl RowReader {
+    /// Opens `path`; with a header, the columns are resolved now (a missing one is an error).
+    pub fn open(path: &Path, format: Format, columns: &Columns) -> Result<Self> {
+        let format = format.resolve(path)?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader: Box<dyn BufRead> = Box::new(BufReader::new(Normalised {
+            inner: BufReader::new(file),
+            start: true,
+        }));
+        let mut header = None;
+        let inner = match format {
+            Format::Jsonl => RowSource::Json(reader.lines(), 0),
+            delimited => {
+                let mut records = csv::ReaderBuilder::new()
+                    .delimiter(if delimited == Format::Tsv {
+                        b'\t'
+                    } else {
+                        b','
+                    })
+                    .quoting(delimited == Format::Csv)
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(reader)
+                    .into_records();
+                if !columns.no_header {
+                    header = match records.next() {
+                        Some(Ok(record)) => Some(record.iter().map(str::to_string).collect()),
+                        Some(Err(e)) => {
+                            return Err(Error::Input(format!("{}:1: {e}", path.display())));
+                        }
+                        None => {
+                            return Err(Error::Input(format!(
+                                "{}: the file is empty",
+                                path.display()
+                            )));
+                        }
+                    };
+                }
+                let index = ColumnIndex::new(header.as_deref(), columns, path)?;
+                RowSource::Delimited(records, index, usize::from(header.is_some()))
+            }
+        };
+        Ok(Self {
+            inner,
+            path: path.to_path_buf(),
+            columns: columns.clone(),
+            header,
+        })
+    }
+
+    fn bad(&self, line: usize, message: String) -> BadRow {
+        BadRow {
+            file: self.path.clone(),
+            line,
+            message,
+        }
+    }
+}
+
+impl Iterator for RowReader {
+    type Item = Result<RowResult>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (line, row, fields) = match &mut self.inner {
+            RowSource::Json(lines, count) => loop {
+                *count += 1;
+                let text = match lines.next()? {
+                    Ok(text) => text,
+                    Err(e) => return Some(Err(Error::io(&self.path, e))),
+                };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let fields = serde_json::from_str(&text).unwrap_or(Value::Null);
+                break (
+                    *count,
+                    json_row(*count, &text, &self.columns),
+                    RowFields::Json(fields),
+                );
+            },
+            RowSource::Delimited(records, index, count) => {
+                *count += 1;
+                match records.next()? {
+                    Ok(record) => {
+                        let cells = record.iter().map(str::to_string).collect();
+                        (*count, index.row(*count, &record), RowFields::Cells(cells))
+                    }
+                    Err(e) => (*count, Err(e.to_string()), RowFields::Cells(Vec::new())),
+                }
+            }
+        };
+        Some(Ok((row.map_err(|message| self.bad(line, message)), fields)))
+    }
+}
+
+/// Reads every row of a labelled file. Bad rows (ragged, missing field, empty text) are
+/// returned separately so the caller can fail on the first or skip them.
 pub fn read_rows(
     path: &Path,
     format: Format,
     columns: &Columns,
 ) -> Result<(Vec<RawRow>, Vec<BadRow>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Error::Input(format!("{}: not UTF-8 ({e})", path.display())))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut rows = Vec::new();
-    let mut bad = Vec::new();
-    let mut push = |line: usize, row: std::result::Result<RawRow, String>| match row {
-        Ok(row) if row.text.trim().is_empty() => bad.push(BadRow {
-            file: path.into(),
-            line,
-            message: format!("empty text in column '{}'", columns.text),
-        }),
-        Ok(row) => rows.push(row),
-        Err(message) => bad.push(BadRow {
-            file: path.into(),
-            line,
-            message,
-        }),
-    };
-    match format.resolve(path)? {
-        Format::Jsonl => {
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                push(i + 1, json_row(i + 1, line, columns));
-            }
-        }
-        delimited => {
-            // The csv crate miscounts lines after CRLF endings; normalise them first.
-            let text = text.replace("\r\n", "\n");
-            let mut reader = csv::ReaderBuilder::new()
-                .delimiter(if delimited == Format::Tsv {
-                    b'\t'
-                } else {
-                    b','
-                })
-                .quoting(delimited == Format::Csv)
-                .has_headers(false)
-                .flexible(true)
-                .from_reader(text.as_bytes());
-            let mut records = reader.records();
-            let header: Option<Vec<String>> = if columns.no_header {
-                None
-            } else {
-                match records.next() {
-                    Some(Ok(record)) => Some(record.iter().map(str::to_string).collect()),
-                    Some(Err(e)) => return Err(Error::Input(format!("{}:1: {e}", path.display()))),
-                    None => {
-                        return Err(Error::Input(format!(
-                            "{}: the file is empty",
-                            path.display()
-                        )));
-                    }
-                }
-            };
-            let index = ColumnIndex::new(header.as_deref(), columns, path)?;
-            for record in records {
-                match record {
-                    Ok(record) => {
-                        let line = record.position().map_or(0, |p| p.line() as usize);
-                        push(line, index.row(line, &record));
-                    }
-                    Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line() as usize);
-                        push(line, Err(e.to_string()));
-                    }
-                }
-            }
+    let (mut rows, mut bad) = (Vec::new(), Vec::new());
+    for item in RowReader::open(path, format, columns)? {
+        match item?.0 {
+            Ok(row) if row.text.trim().is_empty() => bad.push(BadRow {
+                file: path.to_path_buf(),
+                line: row.line,
+                message: format!("empty text in column '{}'", columns.text),
+            }),
+            Ok(row) => rows.push(row),
+            Err(b) => bad.push(b),
         }
     }
     Ok((rows, bad))

@@ -35,6 +35,29 @@ pub enum Prediction {
     Regression { score: f32 },
 }
 
+impl Prediction {
+    /// Keeps the `k` most probable labels in `scores` (most probable first).
+    pub fn top_k(self, k: Option<usize>) -> Self {
+        let Some(k) = k else { return self };
+        let cut = |mut scores: Vec<(String, f32)>| {
+            scores.sort_by(|a, b| b.1.total_cmp(&a.1));
+            scores.truncate(k);
+            scores
+        };
+        match self {
+            Self::SingleLabel { label, scores } => Self::SingleLabel {
+                label,
+                scores: cut(scores),
+            },
+            Self::MultiLabel { labels, scores } => Self::MultiLabel {
+                labels,
+                scores: cut(scores),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Serialises as `{"label": …, "scores": {label: p, …}}` with labels in model order.
 impl Serialize for Prediction {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
