@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod inference;
 pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod training;
 
 pub use error::{Error, Result};

@@ -27,6 +27,15 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Label texts with a classifier (a directory or a Hugging Face hub id).
     Predict(predict::PredictArgs),
+    /// Draw the training curves of one or more runs (overlaid) as SVG.
+    Plot {
+        /// Run directories (with metrics.jsonl).
+        #[arg(required = true)]
+        runs: Vec<std::path::PathBuf>,
+        /// Output file (default: RUN/curves.svg for one run, ./curves.svg for several).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Put a hub model into the local Hugging Face cache and print its directory.
     FetchModel {
         /// Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2
@@ -68,6 +77,11 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         }
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Plot { runs, output } => {
+            let path = crate::plot::plot_runs(&runs, output.as_deref())?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Command::FetchModel { model } => {
             println!("{}", resolve_model(&model)?.display());
             Ok(())

@@ -546,6 +546,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
 
     save_pretrained(&trainee.model, &model_config, &model_dir, &output)?;
     write_json(&output.join("eval_results.json"), &eval)?;
+    crate::plot::plot_runs(std::slice::from_ref(&output), None)?;
     if let Some(test) = &test {
         write_json(&output.join("test_results.json"), test)?;
     }
