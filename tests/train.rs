@@ -232,3 +232,58 @@ fn an_unknown_stopping_metric_is_refused_before_training() {
     let err = train(&config, &device()).unwrap_err().to_string();
     assert!(err.contains("pearson") && err.contains("accuracy"), "{err}");
 }
+
+#[test]
+fn multi_label_from_jsonl_trains_and_predicts_label_sets() {
+    let out = tempfile::tempdir().unwrap();
+    let data = out.path().join("tags.jsonl");
+    let words = ["fine", "dull", "long", "funny"];
+    let mut text = String::new();
+    for i in 0..96 {
+        let (a, b) = (words[i % 4], words[(i / 4) % 4]);
+        let tags: Vec<&str> = [a, b]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        text.push_str(
+            &serde_json::json!({"text": format!("a {a} and {b} film"), "label": tags}).to_string(),
+        );
+        text.push('\n');
+    }
+    std::fs::write(&data, text).unwrap();
+    let mut c = TrainConfig::defaults();
+    c.model = fixtures().join("roberta").to_string_lossy().into();
+    c.train = Some(data);
+    c.valid_ratio = 0.25;
+    c.epochs = 2;
+    c.batch_size = 16;
+    c.max_len = 16;
+    c.lr = 1e-3;
+    c.no_tui = true;
+    c.early_stopping_metric = "micro_f1".into();
+    c.output = Some(out.path().join("run"));
+    let summary = train(&c, &device()).unwrap();
+    assert!(summary.eval.contains_key("micro_f1") && summary.eval.contains_key("hamming"));
+    let run = out.path().join("run");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["problem_type"], "multi_label_classification");
+    assert_eq!(config["id2label"].as_object().unwrap().len(), 4);
+    let (predictor, _) = Predictor::load(run.to_str().unwrap(), Some(16), device()).unwrap();
+    let prediction = predictor
+        .predict(
+            &[TextInput {
+                text: "a fine and dull film".into(),
+                text_pair: None,
+            }],
+            1,
+        )
+        .unwrap();
+    let json = serde_json::to_value(&prediction[0]).unwrap();
+    assert!(
+        json["labels"].is_array() && json["scores"].as_object().unwrap().len() == 4,
+        "{json}"
+    );
+    assert!(run.join("curves.svg").is_file());
+}
