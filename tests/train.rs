@@ -14,6 +14,14 @@ use burnbert::model::ProblemType;
 use burnbert::training::{Trainee, evaluate, read_history, train};
 use common::{device, fixtures};
 
+/// Training runs take turns: Burn's seeded RNG is per process, so runs in parallel threads
+/// would draw from it in an arbitrary interleaving and stop being reproducible.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -66,6 +74,7 @@ fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
 
 #[test]
 fn sst2_one_epoch_on_2000_rows_reaches_072_and_reloads_identically() {
+    let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = sst2_config(out.path());
     config.max_train_samples = Some(2000);
@@ -156,6 +165,7 @@ fn roberta_config(output: &Path) -> TrainConfig {
 
 #[test]
 fn an_interrupted_run_resumes_to_completion() {
+    let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = roberta_config(out.path());
     config.epochs = 1;
@@ -175,6 +185,7 @@ fn an_interrupted_run_resumes_to_completion() {
 
 #[test]
 fn regression_on_stsb_learns() {
+    let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let mut c = TrainConfig::defaults();
     c.train = Some(repo("data/glue/stsb/train.tsv"));
@@ -202,6 +213,7 @@ fn regression_on_stsb_learns() {
 
 #[test]
 fn early_stopping_stops_and_keeps_the_best_epoch() {
+    let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = roberta_config(out.path());
     config.epochs = 6;
@@ -226,6 +238,7 @@ fn early_stopping_stops_and_keeps_the_best_epoch() {
 
 #[test]
 fn an_unknown_stopping_metric_is_refused_before_training() {
+    let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = roberta_config(out.path());
     config.early_stopping_metric = "pearson".into();
@@ -235,6 +248,7 @@ fn an_unknown_stopping_metric_is_refused_before_training() {
 
 #[test]
 fn multi_label_from_jsonl_trains_and_predicts_label_sets() {
+    let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let data = out.path().join("tags.jsonl");
     let words = ["fine", "dull", "long", "funny"];
