@@ -69,7 +69,9 @@ fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
         max_grad_norm: 0.0,
         class_weights: None,
     };
-    evaluate(&trainee, Arc::new(items), &space, 64, 0, 0.5, &device()).unwrap()["loss"]
+    evaluate(&trainee, Arc::new(items), &space, 64, 0, 0.5, &device())
+        .unwrap()
+        .0["loss"]
 }
 
 #[test]

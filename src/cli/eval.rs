@@ -6,14 +6,14 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{DeviceArgs, print_notices};
-use crate::data::{Columns, Format, LabelSpace, TrainItem, read_checked};
+use super::{DeviceArgs, InputColumns, print_notices};
+use crate::data::{LabelSpace, TrainItem, read_checked};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::inference::{Predictor, problem_type};
 use crate::metrics::{confusion, per_class};
 use crate::model::ProblemType;
-use crate::training::{Trainee, evaluate_predictions, format_value};
+use crate::training::{Trainee, evaluate, format_value};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -23,16 +23,11 @@ pub struct EvalArgs {
     /// Labelled data (CSV, TSV or JSONL).
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    pub format: Format,
-    #[arg(long, default_value = "text")]
-    pub text_column: String,
-    #[arg(long)]
-    pub text_pair_column: Option<String>,
+    #[command(flatten)]
+    pub columns: InputColumns,
+    /// Column with the label.
     #[arg(long, default_value = "label")]
     pub label_column: String,
-    #[arg(long)]
-    pub no_header: bool,
     /// Separator of multi-label cells written as text.
     #[arg(long, default_value = ",")]
     pub label_delimiter: String,
@@ -60,13 +55,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         names: predictor.config.id2label.clone(),
         delimiter: args.label_delimiter.clone(),
     };
-    let columns = Columns {
-        text: args.text_column.clone(),
-        text_pair: args.text_pair_column.clone(),
-        label: Some(args.label_column.clone()),
-        no_header: args.no_header,
-    };
-    let (rows, _) = read_checked(&args.data, args.format, &columns, false)?;
+    let columns = args
+        .columns
+        .columns(&args.data, Some(args.label_column.clone()));
+    let (rows, _) = read_checked(&args.data, args.columns.format, &columns, false)?;
     let targets = space.targets(&rows, &args.data).map_err(|e| {
         Error::Input(
             e.to_string()
@@ -92,7 +84,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         max_grad_norm: 0.0,
         class_weights: None,
     };
-    let (metrics, predictions) = evaluate_predictions(
+    let (metrics, predictions) = evaluate(
         &trainee,
         Arc::new(items),
         &space,

@@ -8,6 +8,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 
 use crate::backend::{BackendKind, select_device};
 use crate::checkpoint::resolve_model;
+use crate::data::{Columns, Format};
 use crate::error::Result;
 use burn::tensor::Device;
 
@@ -41,6 +42,43 @@ pub enum Command {
         /// Hub id, e.g. sentence-transformers/all-MiniLM-L6-v2
         model: String,
     },
+}
+
+/// Where the texts are in an input file (`predict --input`, `eval --data`).
+#[derive(Args, Debug, Clone)]
+pub struct InputColumns {
+    /// Input format (auto: by extension).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Column with the text (a name, or a 0-based index with --no-header).
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Column with the second text of a pair (JSONL: `text_pair` when present).
+    #[arg(long)]
+    pub text_pair_column: Option<String>,
+    /// The file has no header row.
+    #[arg(long)]
+    pub no_header: bool,
+}
+
+impl InputColumns {
+    /// The columns to read from `path`, with `label` when the data is labelled.
+    pub fn columns(&self, path: &std::path::Path, label: Option<String>) -> Columns {
+        let jsonl = self.format == Format::Jsonl
+            || (self.format == Format::Auto
+                && path
+                    .extension()
+                    .is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson"));
+        Columns {
+            text: self.text_column.clone(),
+            text_pair: self
+                .text_pair_column
+                .clone()
+                .or_else(|| jsonl.then(|| "text_pair".to_string())),
+            label,
+            no_header: self.no_header,
+        }
+    }
 }
 
 /// Where the model runs.

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DeviceArgs, print_notices};
-use crate::data::{Columns, Format};
+use super::{DeviceArgs, InputColumns, print_notices};
 use crate::error::{Error, Result};
 use crate::inference::{BulkOptions, Predictor, TextInput, predict_file};
 
@@ -27,18 +26,8 @@ pub struct PredictArgs {
     /// Write here (.csv, .tsv or .jsonl) instead of stdout; the input's columns are kept.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Input format (auto: by extension).
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    pub format: Format,
-    /// Column with the text (a name, or a 0-based index with --no-header).
-    #[arg(long, default_value = "text")]
-    pub text_column: String,
-    /// Column with the second text of a pair (JSONL: `text_pair` when present).
-    #[arg(long)]
-    pub text_pair_column: Option<String>,
-    /// The input has no header row.
-    #[arg(long)]
-    pub no_header: bool,
+    #[command(flatten)]
+    pub columns: InputColumns,
     /// Keep only the k most probable labels in `scores`.
     #[arg(long)]
     pub top_k: Option<usize>,
@@ -75,22 +64,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             .write_all(format!("{line}\n").as_bytes())
             .map_err(|e| Error::io("<stdout>", e));
     };
-    let jsonl = matches!(args.format, Format::Jsonl)
-        || (args.format == Format::Auto
-            && input
-                .extension()
-                .is_some_and(|e| e == "jsonl" || e == "json" || e == "ndjson"));
     let options = BulkOptions {
-        format: args.format,
-        columns: Columns {
-            text: args.text_column.clone(),
-            text_pair: args
-                .text_pair_column
-                .clone()
-                .or_else(|| jsonl.then(|| "text_pair".to_string())),
-            label: None,
-            no_header: args.no_header,
-        },
+        format: args.columns.format,
+        columns: args.columns.columns(input, None),
         batch_size: args.batch_size,
         chunk_rows: 4096,
         top_k: args.top_k,

@@ -12,21 +12,9 @@ use crate::error::{Error, Result};
 use crate::metrics::MetricValues;
 use burn::data::dataset::Dataset;
 
-/// Mean loss (weighted by batch size) and all metrics of `space.task` over `items`.
+/// Mean loss (weighted by batch size) and all metrics of `space.task` over `items`, with the
+/// predictions (for per-class tables and confusion matrices).
 pub fn evaluate(
-    trainee: &Trainee,
-    items: Arc<Vec<TrainItem>>,
-    space: &LabelSpace,
-    batch_size: usize,
-    pad_id: u32,
-    threshold: f64,
-    device: &Device,
-) -> Result<MetricValues> {
-    Ok(evaluate_predictions(trainee, items, space, batch_size, pad_id, threshold, device)?.0)
-}
-
-/// [`evaluate`], also returning the predictions (for per-class tables and confusion matrices).
-pub fn evaluate_predictions(
     trainee: &Trainee,
     items: Arc<Vec<TrainItem>>,
     space: &LabelSpace,

@@ -539,6 +539,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             config.threshold,
             device,
         )
+        .map(|(metrics, _)| metrics)
     };
     let mut eval = evaluate_on(data.valid.clone())?;
     eval.insert("epoch".into(), best as f64);
