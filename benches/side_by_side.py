@@ -14,6 +14,7 @@ backend feature you want to measure).
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -69,7 +70,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--burnbert", default=os.path.join(ROOT, "target", "release", "burnbert"))
-    parser.add_argument("--extra", nargs="*", default=[], help="extra burnbert train flags (e.g. --backend tch)")
+    parser.add_argument("--extra", default="", help='extra burnbert train flags, one string: --extra="--backend tch"')
     args = parser.parse_args()
     model_dir = subprocess.run([args.burnbert, "fetch-model", "sentence-transformers/all-MiniLM-L6-v2"],
                                check=True, capture_output=True, text=True).stdout.strip()
@@ -78,7 +79,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         ours_cmd = peak_mb([args.burnbert, "train", "--config", os.path.join(ROOT, "config/default.toml"),
                             "--max-train-samples", str(args.rows), "--no-tui", "--log-every", "100000",
-                            "--output", os.path.join(tmp, "burnbert")] + args.extra)
+                            "--output", os.path.join(tmp, "burnbert")] + shlex.split(args.extra))
         proc = subprocess.run(ours_cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             sys.exit(proc.stderr[-2000:])
@@ -97,7 +98,7 @@ def main():
         hf_peak = parse_peak(proc.stderr)
         hf = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"job: all-MiniLM-L6-v2, {args.rows} SST-2 rows, 1 epoch, batch 32, max_len 128, fp32; "
-          f"{os.cpu_count()} CPUs; burnbert flags: {' '.join(args.extra) or '(default backend)'}")
+          f"{os.cpu_count()} CPUs; burnbert flags: {args.extra or '(default backend)'}")
     print(f"{'':24}{'samples/s':>12}{'peak RSS MB':>14}{'dev accuracy':>14}")
     print(f"{'burnbert':24}{ours['samples_per_second']:>12.1f}{ours_peak:>14.0f}{ours['accuracy']:>14.4f}")
     print(f"{'transformers Trainer':24}{hf['samples_per_second']:>12.1f}{hf_peak:>14.0f}{hf['accuracy']:>14.4f}")
