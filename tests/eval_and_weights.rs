@@ -2,19 +2,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use burn::tensor::activation::log_softmax;
 use burnbert::data::{Encoded, LabelSpace, Target, TargetBatch, TrainBatch, TrainItem, collate};
 use burnbert::inference::Predictor;
 use burnbert::metrics::argmax;
 use burnbert::model::ProblemType;
 use burnbert::training::{Trainee, class_weights};
-use common::{Reference, device, fixtures, inputs, values};
-
-fn burnbert() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_burnbert"))
-}
+use common::{Reference, burnbert_err, burnbert_ok, device, fixtures, inputs, s, values};
 
 #[test]
 fn eval_reports_the_confusion_of_known_predictions() {
@@ -40,28 +34,20 @@ fn eval_reports_the_confusion_of_known_predictions() {
         text.push_str(&format!("{json}\n"));
     }
     std::fs::write(&data, text).unwrap();
-    let out = burnbert()
-        .args([
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--max-len",
-            "24",
-            "--text-pair-column",
-            "text_pair",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .arg("--output")
-        .arg(&report)
-        .output()
-        .unwrap();
     // JSONL rows without a text_pair are single texts.
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = burnbert_ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--max-len",
+        "24",
+        "--text-pair-column",
+        "text_pair",
+        "--data",
+        s(&data),
+        "--output",
+        s(&report),
+    ]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let matrix: Vec<Vec<usize>> =
@@ -75,7 +61,6 @@ fn eval_reports_the_confusion_of_known_predictions() {
     assert!((accuracy - right as f64 / rows.len() as f64).abs() < 1e-12);
     let ones = rows.iter().filter(|(i, _)| i % 2 == 1).count();
     assert_eq!(report["per_class"]["LABEL_1"]["support"], ones as u64);
-    let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("confusion matrix"), "{stdout}");
 }
 
@@ -85,17 +70,10 @@ fn eval_names_labels_the_model_does_not_know() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data.csv");
     std::fs::write(&data, "text,label\ngood,LABEL_1\nbad,positive\n").unwrap();
-    let out = burnbert()
-        .args(["eval", "--model", model.to_str().unwrap()])
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = burnbert_err(&["eval", "--model", s(&model), "--data", s(&data)]);
     assert!(
-        stderr.contains("label 'positive' (line 3)") && stderr.contains("model's labels"),
-        "{stderr}"
+        line.contains("label 'positive' (line 3)") && line.contains("model's labels"),
+        "{line}"
     );
 }
 

@@ -2,23 +2,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use burnbert::metrics::argmax;
-use common::{Reference, fixtures, inputs};
-
-fn burnbert() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_burnbert"))
-}
-
-fn run(args: &[&str]) {
-    let out = burnbert().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{Reference, burnbert_err, burnbert_ok, fixtures, inputs, s};
 
 /// The parity texts that fit in a CSV cell, with their expected labels.
 fn texts_and_labels() -> Vec<(String, String)> {
@@ -49,16 +34,16 @@ fn csv_in_csv_out_keeps_every_column() {
             .unwrap();
     }
     writer.flush().unwrap();
-    run(&[
+    burnbert_ok(&[
         "predict",
         "--model",
-        model.to_str().unwrap(),
+        s(&model),
         "--max-len",
         "24",
         "--input",
-        input.to_str().unwrap(),
+        s(&input),
         "--output",
-        output.to_str().unwrap(),
+        s(&output),
     ]);
     let mut reader = csv::Reader::from_path(&output).unwrap();
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
@@ -85,10 +70,10 @@ fn tsv_in_jsonl_out_with_top_k() {
         text.push_str(&format!("{}\tweb\n", t.replace('\t', " ")));
     }
     std::fs::write(&input, text).unwrap();
-    run(&[
+    burnbert_ok(&[
         "predict",
         "--model",
-        model.to_str().unwrap(),
+        s(&model),
         "--max-len",
         "24",
         "--text-column",
@@ -96,9 +81,9 @@ fn tsv_in_jsonl_out_with_top_k() {
         "--top-k",
         "1",
         "--input",
-        input.to_str().unwrap(),
+        s(&input),
         "--output",
-        output.to_str().unwrap(),
+        s(&output),
     ]);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
         .unwrap()
@@ -120,20 +105,9 @@ fn a_missing_column_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
     std::fs::write(&input, "id,body\n1,hello\n").unwrap();
-    let out = burnbert()
-        .args([
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = burnbert_err(&["predict", "--model", s(&model), "--input", s(&input)]);
     assert!(
-        stderr.contains("no column 'text' (columns: id, body)"),
-        "{stderr}"
+        line.contains("no column 'text' (columns: id, body)"),
+        "{line}"
     );
 }

@@ -2,39 +2,13 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Reference, fixtures};
-
-fn burnbert() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_burnbert"))
-}
-
-fn argmax(values: &[f32]) -> usize {
-    (0..values.len())
-        .max_by(|&a, &b| values[a].total_cmp(&values[b]))
-        .unwrap()
-}
+use burnbert::metrics::argmax;
+use common::{Reference, burnbert_err, burnbert_ok, fixtures, s};
 
 #[test]
 fn predict_prints_label_and_scores() {
     let model = fixtures().join("roberta");
-    let out = burnbert()
-        .args([
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--text",
-            "a fine film",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).unwrap();
+    let line = burnbert_ok(&["predict", "--model", s(&model), "--text", "a fine film"]);
     let json: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     let scores = json["scores"].as_object().unwrap();
     assert_eq!(scores.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
@@ -57,23 +31,19 @@ fn predict_reads_and_writes_jsonl_in_order() {
         .map(|r| serde_json::to_string(r).unwrap() + "\n")
         .collect();
     std::fs::write(&input, text).unwrap();
-    let status = burnbert()
-        .args([
-            "predict",
-            "--model",
-            model.to_str().unwrap(),
-            "--max-len",
-            "24",
-            "--batch-size",
-            "4",
-        ])
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    burnbert_ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--max-len",
+        "24",
+        "--batch-size",
+        "4",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
     let reference = Reference::open(&model.join("reference.safetensors"));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
         .unwrap()
@@ -88,6 +58,11 @@ fn predict_reads_and_writes_jsonl_in_order() {
             ["LABEL_0", "LABEL_1"][argmax(&logits)],
             "row {i}"
         );
+        assert_eq!(
+            line["text"],
+            rows[i].text.as_str(),
+            "row {i} keeps its input"
+        );
     }
 }
 
@@ -98,20 +73,18 @@ fn a_bad_input_row_is_one_clear_line_and_no_output() {
     let input = dir.path().join("in.jsonl");
     let output = dir.path().join("out.jsonl");
     std::fs::write(&input, "{\"text\": \"ok\"}\n{\"txt\": \"typo\"}\n").unwrap();
-    let out = burnbert()
-        .args(["predict", "--model", model.to_str().unwrap()])
-        .arg("--input")
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let line = burnbert_err(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+    ]);
     assert!(
-        stderr.contains("in.jsonl:2:") && stderr.contains("text"),
-        "{stderr}"
+        line.contains("in.jsonl:2:") && line.contains("text"),
+        "{line}"
     );
     assert!(!output.exists());
 }
@@ -124,18 +97,9 @@ fn an_unknown_model_type_exits_non_zero_with_one_line() {
         r#"{"model_type": "gpt2", "vocab_size": 10}"#,
     )
     .unwrap();
-    let out = burnbert()
-        .args([
-            "predict",
-            "--model",
-            dir.path().to_str().unwrap(),
-            "--text",
-            "x",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("config.json"), "{stderr}");
+    let line = burnbert_err(&["predict", "--model", s(dir.path()), "--text", "x"]);
+    assert!(
+        line.contains("config.json") && line.contains("gpt2"),
+        "{line}"
+    );
 }

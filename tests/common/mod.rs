@@ -119,3 +119,36 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Runs the built `burnbert` binary.
+pub fn burnbert(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `burnbert`, expecting success; returns stdout.
+pub fn burnbert_ok(args: &[&str]) -> String {
+    let out = burnbert(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `burnbert`, expecting a non-zero exit with exactly one line on stderr; returns it.
+pub fn burnbert_err(args: &[&str]) -> String {
+    let out = burnbert(args);
+    assert!(!out.status.success(), "expected a failure: {args:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    stderr.trim().to_string()
+}
+
+/// A path as the `&str` the helpers above take.
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
