@@ -303,3 +303,13 @@ fn multi_label_from_jsonl_trains_and_predicts_label_sets() {
     );
     assert!(run.join("curves.svg").is_file());
 }
+
+#[test]
+fn a_max_len_beyond_the_models_positions_is_refused() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.max_len = 64; // the tiny RoBERTa has 32 positions
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(err.contains("max_len 64") && err.contains("32"), "{err}");
+}

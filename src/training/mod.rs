@@ -318,6 +318,13 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
 
     let model_dir = resolve_model(&config.model)?;
     let base_config = crate::model::ModelConfig::from_file(&model_dir.join("config.json"))?;
+    let limit = crate::inference::model_max_len(&base_config);
+    if config.max_len > limit {
+        return Err(Error::Input(format!(
+            "max_len {} exceeds what the model supports ({limit})",
+            config.max_len
+        )));
+    }
     let data = prepare_data(config, &model_dir, base_config.pad_token_id as u32)?;
     if data.skipped > 0 {
         eprintln!("burnbert: skipped {} bad rows", data.skipped);

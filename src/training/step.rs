@@ -4,8 +4,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Int, Tensor};
-use burn::train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
+use burn::tensor::Tensor;
+use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 use crate::data::{TargetBatch, TrainBatch};
@@ -183,20 +183,5 @@ impl ItemLazy for StepOutput {
 impl Adaptor<LossInput> for StepOutput {
     fn adapt(&self) -> LossInput {
         LossInput::new(self.loss.clone())
-    }
-}
-
-impl Adaptor<AccuracyInput> for StepOutput {
-    fn adapt(&self) -> AccuracyInput {
-        let targets = match &self.targets {
-            TargetBatch::Class(t) => t.clone(),
-            // Accuracy is only registered for single-label tasks.
-            other => {
-                let [batch, _] = self.logits.dims();
-                let _ = other;
-                Tensor::<1, Int>::zeros([batch], &self.logits.device())
-            }
-        };
-        AccuracyInput::new(self.logits.clone(), targets)
     }
 }
