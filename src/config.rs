@@ -99,6 +99,9 @@ pub struct TrainConfig {
     pub max_len: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also evaluate (and checkpoint) every N optimizer steps, not only at each epoch end.
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
     /// Validation metric that picks the best epoch and drives early stopping
     /// (loss, accuracy, f1, precision, recall, mcc, mse, pearson, spearman, micro_f1, hamming).
     #[arg(long, default_value = "loss")]
@@ -181,6 +184,9 @@ impl TrainConfig {
         }
         if self.epochs == 0 || self.batch_size == 0 || self.grad_accum == 0 {
             return bad("epochs, batch_size and grad_accum must be at least 1");
+        }
+        if self.eval_steps == Some(0) {
+            return bad("eval_steps must be at least 1");
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return bad("warmup_ratio must be in [0, 1)");

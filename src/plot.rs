@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::training::{History, read_history};
+use crate::training::{History, format_value, read_history};
 
 const PANEL_W: f64 = 340.0;
 const PANEL_H: f64 = 230.0;
@@ -17,6 +17,9 @@ const COLUMNS: usize = 3;
 const COLORS: &[&str] = &[
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
+
+/// Keys of a history line that say where it was taken rather than what was measured.
+const POSITION_KEYS: &[&str] = &["epoch", "step"];
 
 /// The metric panels to draw, in a stable order: loss and learning rate first.
 fn panel_keys(runs: &[(String, History)]) -> Vec<String> {
@@ -26,6 +29,7 @@ fn panel_keys(runs: &[(String, History)]) -> Vec<String> {
             h.values()
                 .flat_map(|epochs| epochs.values().flat_map(|v| v.keys().cloned()))
         })
+        .filter(|k| !POSITION_KEYS.contains(&k.as_str()))
         .collect();
     keys.sort_by_key(|k| (k != "loss", k != "learning_rate", k.clone()));
     keys.dedup();
@@ -82,7 +86,11 @@ pub fn render_svg(runs: &[(String, History)]) -> String {
                     let points: Vec<(f64, f64)> = history
                         .get(split)?
                         .iter()
-                        .filter_map(|(&epoch, values)| values.get(key).map(|&v| (epoch as f64, v)))
+                        .filter_map(|(&evaluation, values)| {
+                            // x: epochs (fractional with --eval-steps) where recorded.
+                            let x = values.get("epoch").copied().unwrap_or(evaluation as f64);
+                            values.get(key).map(|&v| (x, v))
+                        })
                         .collect();
                     (!points.is_empty()).then_some((r, split == "valid", points))
                 })
@@ -126,8 +134,8 @@ pub fn render_svg(runs: &[(String, History)]) -> String {
             r#"<text x="{}" y="{}" text-anchor="middle">epoch {}–{}</text>"#,
             left + w / 2.0,
             top + h + 18.0,
-            x0.ceil(),
-            x1.floor()
+            format_value(x0),
+            format_value(x1)
         );
         for (r, valid, points) in &series {
             let color = COLORS[r % COLORS.len()];

@@ -68,8 +68,7 @@ pub fn sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
-/// A dataset whose items are whole pre-formed batches (the loader uses batch size 1 and
-/// shuffles the batch order every epoch).
+/// A dataset whose items are whole pre-formed batches (for a loader with batch size 1).
 pub struct BatchedDataset {
     items: Arc<Vec<TrainItem>>,
     batches: Vec<Vec<usize>>,

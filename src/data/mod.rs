@@ -4,6 +4,7 @@ mod batcher;
 mod labels;
 mod loader;
 mod split;
+mod stream;
 mod table;
 mod tokenizer;
 
@@ -11,5 +12,6 @@ pub use batcher::*;
 pub use labels::*;
 pub use loader::*;
 pub use split::*;
+pub use stream::*;
 pub use table::*;
 pub use tokenizer::*;

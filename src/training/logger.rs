@@ -1,6 +1,7 @@
-//! `metrics.jsonl`: one line per split and epoch with every numeric metric's epoch value,
-//! written next to Burn's own metric files (which it delegates to). In plain mode it also
-//! prints that line, readable, on stdout.
+//! `metrics.jsonl`: one line per split and evaluation with every numeric metric's value over
+//! the evaluation window, the optimizer step and the (fractional) epoch, written next to Burn's
+//! own metric files (which it delegates to). In plain mode it also prints that line, readable,
+//! on stdout.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -12,8 +13,10 @@ use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 
 use super::metric::display_name;
+use crate::data::StreamState;
 
-/// Epoch values by split (`train`/`valid`), then epoch, then lower-case metric key.
+/// Values by split (`train`/`valid`), then evaluation (Burn's epoch number: 1, 2, …), then
+/// lower-case metric key; `step` and `epoch` say where the evaluation was taken.
 pub type History = BTreeMap<String, BTreeMap<usize, BTreeMap<String, f64>>>;
 
 /// Wraps Burn's [`FileMetricLogger`] and keeps the epoch values.
@@ -23,18 +26,25 @@ pub struct JsonlLogger {
     names: HashMap<MetricId, String>,
     points: BTreeMap<(String, String), Vec<NumericEntry>>,
     history: Arc<Mutex<History>>,
+    progress: Arc<StreamState>,
     print: bool,
 }
 
 impl JsonlLogger {
     /// Logs into `dir` (Burn's files) and `dir/metrics.jsonl`; `print` echoes epoch lines.
-    pub fn new(dir: &Path, print: bool, history: Arc<Mutex<History>>) -> Self {
+    pub fn new(
+        dir: &Path,
+        print: bool,
+        history: Arc<Mutex<History>>,
+        progress: Arc<StreamState>,
+    ) -> Self {
         Self {
             inner: FileMetricLogger::new(dir),
             path: dir.join("metrics.jsonl"),
             names: HashMap::new(),
             points: BTreeMap::new(),
             history,
+            progress,
             print,
         }
     }
@@ -109,9 +119,12 @@ impl MetricLogger for JsonlLogger {
             }
         }
         if !values.is_empty() {
+            let (step, epoch) = (self.progress.steps(), self.progress.epochs());
             let mut line = serde_json::Map::new();
-            line.insert("epoch".into(), summary.epoch_number.into());
+            line.insert("evaluation".into(), summary.epoch_number.into());
             line.insert("split".into(), split.clone().into());
+            line.insert("step".into(), step.into());
+            line.insert("epoch".into(), epoch.into());
             for (k, v) in &values {
                 line.insert(k.clone(), (*v).into());
             }
@@ -129,12 +142,10 @@ impl MetricLogger for JsonlLogger {
                         format!("{} {}", display_name(k).to_lowercase(), format_value(*v))
                     })
                     .collect();
-                println!(
-                    "epoch {} {split}: {}",
-                    summary.epoch_number,
-                    shown.join(", ")
-                );
+                println!("step {step} epoch {epoch:.2} {split}: {}", shown.join(", "));
             }
+            values.insert("step".into(), step as f64);
+            values.insert("epoch".into(), epoch);
             if let Ok(mut history) = self.history.lock() {
                 history
                     .entry(split)

@@ -36,8 +36,8 @@ use burn::train::{EarlyStoppingStrategy, Learner, SupervisedTraining};
 use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model, save_pretrained};
 use crate::config::TrainConfig;
 use crate::data::{
-    BatchedDataset, Columns, LabelSpace, RawRow, TextTokenizer, TrainBatcher, TrainItem,
-    infer_task, length_grouped_batches, parse_task, read_checked, sorted_batches, stratified_split,
+    BatchedDataset, Columns, LabelSpace, RawRow, StreamState, TextTokenizer, TrainBatcher,
+    TrainItem, TrainStream, infer_task, parse_task, read_checked, sorted_batches, stratified_split,
 };
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -59,7 +59,8 @@ pub struct PreparedData {
 #[derive(Debug)]
 pub struct RunSummary {
     pub output: PathBuf,
-    pub best_epoch: usize,
+    /// The evaluation (1, 2, …; each epoch end and each `eval_steps`) whose model was saved.
+    pub best_evaluation: usize,
     pub eval: MetricValues,
     pub test: Option<MetricValues>,
     pub seconds: f64,
@@ -198,10 +199,15 @@ struct Patience {
     patience: Option<usize>,
     min_delta: f64,
     best: Option<(usize, f64)>,
+    /// A Ctrl-C stop ends training after the evaluation and checkpoint in progress.
+    progress: Arc<StreamState>,
 }
 
 impl EarlyStoppingStrategy for Patience {
     fn should_stop(&mut self, epoch: usize, store: &EventStoreClient) -> bool {
+        if self.progress.stop_requested() {
+            return true;
+        }
         let Some(value) = store.find_metric(&self.name, epoch, Aggregate::Mean, &Split::Valid)
         else {
             return false;
@@ -251,22 +257,36 @@ pub fn read_history(path: &Path) -> History {
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) else {
             continue;
         };
-        let (Some(epoch), Some(split)) = (
-            map.get("epoch").and_then(|v| v.as_u64()),
+        let (Some(evaluation), Some(split)) = (
+            map.get("evaluation").and_then(|v| v.as_u64()),
             map.get("split").and_then(|v| v.as_str()),
         ) else {
             continue;
         };
         let values = map
             .iter()
-            .filter_map(|(k, v)| v.as_f64().filter(|_| k != "epoch").map(|v| (k.clone(), v)))
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
+            .filter(|(k, _)| k != "evaluation")
             .collect();
         history
             .entry(split.to_string())
             .or_default()
-            .insert(epoch as usize, values);
+            .insert(evaluation as usize, values);
     }
     history
+}
+
+/// Where the stream stood at `evaluation` of the run in `output`: (batches, optimizer steps).
+fn stream_position(output: &Path, evaluation: usize, per_epoch: usize) -> Result<(usize, usize)> {
+    let history = read_history(&output.join("metrics.jsonl"));
+    let line = history.get("train").and_then(|h| h.get(&evaluation));
+    match line.and_then(|v| Some((v.get("epoch")?, v.get("step")?))) {
+        Some((&epoch, &step)) => Ok(((epoch * per_epoch as f64).round() as usize, step as usize)),
+        None => Err(Error::Input(format!(
+            "--resume: {} has no training line for evaluation {evaluation}",
+            output.join("metrics.jsonl").display()
+        ))),
+    }
 }
 
 /// The last epoch with a saved model checkpoint in `dir/checkpoint`.
@@ -294,6 +314,13 @@ fn default_output(config: &TrainConfig) -> PathBuf {
 /// Fine-tunes `config.model` on `config.train` and writes the artifacts. Returns the summary.
 pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     let started = Instant::now();
+    if device.settings().float_dtype == burn::tensor::FloatDType::F16 {
+        // AdamW's epsilon (1e-8) is 0 in f16 and small gradients underflow: pure f16 training
+        // diverges at once without loss scaling and f32 master weights, which Burn lacks.
+        return Err(Error::Input(
+            "training in f16 is not supported (no loss scaling or f32 master weights in Burn); use --precision bf16 or f32 (f16 works for eval and predict)".into(),
+        ));
+    }
     let output = config
         .output
         .clone()
@@ -367,29 +394,37 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         pad_id: data.tokenizer.pad_id(),
         num_labels: data.space.names.len(),
     };
-    let lengths = |items: &[TrainItem]| -> Vec<usize> {
-        items.iter().map(|i| i.encoded.input_ids.len()).collect()
-    };
-    let train_batches =
-        length_grouped_batches(&lengths(&data.train), config.batch_size, config.seed);
-    let batches_per_epoch = train_batches.len();
-    let loader_train = DataLoaderBuilder::new(batcher.clone())
-        .batch_size(1)
-        .shuffle(config.seed)
-        .num_workers(1)
-        .set_device(train_device.clone())
-        .build(BatchedDataset::new(data.train.clone(), train_batches));
+    let stream = TrainStream::new(
+        data.train.clone(),
+        config.batch_size,
+        config.epochs,
+        config.seed,
+        config.eval_steps,
+        config.grad_accum,
+        batcher.clone(),
+        train_device.clone(),
+    );
+    let progress = stream.state();
+    if let Some(evaluation) = resume_from {
+        let (position, steps) = stream_position(&output, evaluation, progress.per_epoch)?;
+        stream.resume_at(position, steps);
+    }
+    let evaluations = resume_from.unwrap_or(0) + stream.windows_left();
+    let valid_lengths: Vec<usize> = data
+        .valid
+        .iter()
+        .map(|i| i.encoded.input_ids.len())
+        .collect();
     let loader_valid = DataLoaderBuilder::new(batcher)
         .batch_size(1)
         .num_workers(1)
         .set_device(train_device.clone())
         .build(BatchedDataset::new(
             data.valid.clone(),
-            sorted_batches(&lengths(&data.valid), config.batch_size),
+            sorted_batches(&valid_lengths, config.batch_size),
         ));
 
-    let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum);
-    let total_steps = steps_per_epoch * config.epochs;
+    let total_steps = progress.total_steps;
     let warmup = (total_steps as f64 * config.warmup_ratio).ceil() as usize;
     let schedule = WarmupDecay::new(config.scheduler, config.lr, warmup, total_steps);
 
@@ -397,13 +432,14 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         .map_err(|e| Error::io(&output, e))?;
     println!("burnbert: training configuration\n{}", config.to_toml());
     println!(
-        "burnbert: {} train / {} valid examples, task {}, {} labels, {} optimizer steps ({} warmup), output {}",
+        "burnbert: {} train / {} valid examples, task {}, {} labels, {} optimizer steps ({} warmup), evaluations: {}, output {}",
         data.train.len(),
         data.valid.len(),
         data.space.task.as_str(),
         data.space.names.len(),
         total_steps,
         warmup,
+        evaluations,
         output.display()
     );
 
@@ -446,12 +482,17 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             .build()
     };
 
-    let mut training = SupervisedTraining::new(&output, loader_train, loader_valid)
+    let mut training = SupervisedTraining::new(&output, Arc::new(stream), loader_valid)
         .metric_train_numeric(LossMetric::new())
         .metric_valid_numeric(LossMetric::new())
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train(IterationSpeedMetric::new())
-        .with_metric_logger(JsonlLogger::new(&output, !tui, history.clone()))
+        .with_metric_logger(JsonlLogger::new(
+            &output,
+            !tui,
+            history.clone(),
+            progress.clone(),
+        ))
         .with_default_checkpointers()
         .with_checkpointing_strategy(best_metric_strategy(&key))
         .early_stopping(Patience {
@@ -460,8 +501,9 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             patience: config.patience,
             min_delta: config.min_delta,
             best: None,
+            progress: progress.clone(),
         })
-        .num_epochs(config.epochs)
+        .num_epochs(evaluations)
         .summary();
     if data.space.task == ProblemType::SingleLabel {
         // Split-level accuracy as a fraction (Burn's AccuracyMetric reports per-batch percent).
@@ -492,15 +534,19 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     if !tui {
         training = training.renderer(Box::new(PlainRenderer::new(
             config.log_every,
-            config.batch_size,
+            progress.clone(),
         )));
     }
-    if let Some(epoch) = resume_from {
-        println!("burnbert: resuming after epoch {epoch}");
-        training = training.checkpoint(epoch);
+    if let Some(evaluation) = resume_from {
+        println!(
+            "burnbert: resuming after evaluation {evaluation} (step {}, epoch {:.2})",
+            progress.steps(),
+            progress.epochs()
+        );
+        training = training.checkpoint(evaluation);
     }
     let learner = Learner::new(trainee, adamw(config), schedule);
-    stop_on_ctrl_c(training.interrupter());
+    stop_on_ctrl_c(training.interrupter(), progress.clone());
     let train_started = Instant::now();
     let result = training.launch(learner);
     let train_seconds = train_started.elapsed().as_secs_f64();
@@ -509,19 +555,32 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     }
     if result.interrupted.is_some() {
         println!(
-            "burnbert: interrupted; saving the best completed epoch (continue with --resume --output {})",
+            "burnbert: interrupted at once; saving the best evaluated model (continue from the last checkpoint with --resume --output {})",
+            output.display()
+        );
+    } else if progress.stop_requested() {
+        println!(
+            "burnbert: stopped at step {} after a checkpoint; saving the best evaluated model (continue with --resume --output {})",
+            progress.steps(),
             output.display()
         );
     }
 
     // The best epoch, not the last, becomes the saved model.
     let history = read_history(&output.join("metrics.jsonl"));
-    let epochs_run = history.get("train").map_or(0, |h| h.len());
     let Some((best, _)) = best_epoch(&history, &key, config.min_delta) else {
-        return Err(Error::Input(format!(
-            "training stopped before the first epoch was evaluated; nothing saved in {}",
-            output.display()
-        )));
+        let evaluated = history.get("valid").is_some_and(|h| !h.is_empty());
+        return Err(Error::Input(if evaluated {
+            format!(
+                "validation {key} was never a number (training diverged to NaN/inf); nothing saved in {}",
+                output.display()
+            )
+        } else {
+            format!(
+                "training stopped before the first evaluation; nothing saved in {}",
+                output.display()
+            )
+        }));
     };
     // The model in memory is the last step's; the saved one is the best epoch's checkpoint.
     let checkpointer = FileCheckpointer::new(output.join("checkpoint"), "model");
@@ -549,7 +608,12 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         .map(|(metrics, _)| metrics)
     };
     let mut eval = evaluate_on(data.valid.clone())?;
-    eval.insert("epoch".into(), best as f64);
+    // Where the saved model was taken: epochs (fractional with --eval-steps) and step.
+    for key in ["epoch", "step"] {
+        if let Some(&value) = history.get("valid").and_then(|h| h.get(&best)?.get(key)) {
+            eval.insert(key.into(), value);
+        }
+    }
     let test = data.test.clone().map(evaluate_on).transpose()?;
 
     save_pretrained(&trainee.model, &model_config, &model_dir, &output)?;
@@ -558,10 +622,10 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     if let Some(test) = &test {
         write_json(&output.join("test_results.json"), test)?;
     }
-    let samples = data.train.len() * epochs_run.max(1);
+    let samples = progress.examples();
     let summary = RunSummary {
         output,
-        best_epoch: best,
+        best_evaluation: best,
         eval,
         test,
         seconds: started.elapsed().as_secs_f64(),
@@ -571,19 +635,30 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     Ok(summary)
 }
 
-/// Ctrl-C stops the run in progress at the next step; the checkpoints of completed epochs stay.
-fn stop_on_ctrl_c(interrupter: burn::train::Interrupter) {
-    static CURRENT: Mutex<Option<burn::train::Interrupter>> = Mutex::new(None);
+/// The first Ctrl-C ends the run at the next optimizer step, after an evaluation and a
+/// checkpoint there; a second one stops at once (the last checkpoint stays).
+fn stop_on_ctrl_c(interrupter: burn::train::Interrupter, progress: Arc<StreamState>) {
+    type Run = (burn::train::Interrupter, Arc<StreamState>);
+    static CURRENT: Mutex<Option<Run>> = Mutex::new(None);
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     if let Ok(mut current) = CURRENT.lock() {
-        *current = Some(interrupter);
+        *current = Some((interrupter, progress));
     }
     INSTALLED.call_once(|| {
         let _ = ctrlc::set_handler(|| {
-            if let Ok(current) = CURRENT.lock()
-                && let Some(interrupter) = current.as_ref()
-            {
+            let Ok(current) = CURRENT.lock() else {
+                return;
+            };
+            let Some((interrupter, progress)) = current.as_ref() else {
+                return;
+            };
+            if progress.stop_requested() {
                 interrupter.stop(Some("Ctrl-C"));
+            } else {
+                eprintln!(
+                    "burnbert: stopping after this step's evaluation and checkpoint (Ctrl-C again to stop now)"
+                );
+                progress.request_stop();
             }
         });
     });
@@ -594,12 +669,19 @@ fn write_json(path: &Path, values: &MetricValues) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// The closing table: best epoch, its validation (and test) metrics, time and speed.
+/// The closing table: best evaluation, its validation (and test) metrics, time and speed.
 pub fn print_summary(summary: &RunSummary) {
     println!("\n{:<22}{}", "output", summary.output.display());
-    println!("{:<22}{}", "best epoch", summary.best_epoch);
+    let at = |key: &str| summary.eval.get(key).copied().unwrap_or(0.0);
+    println!(
+        "{:<22}{} (step {}, epoch {:.2})",
+        "best evaluation",
+        summary.best_evaluation,
+        at("step"),
+        at("epoch")
+    );
     for (key, value) in &summary.eval {
-        if key != "epoch" {
+        if key != "epoch" && key != "step" {
             println!("{:<22}{}", format!("eval {key}"), format_value(*value));
         }
     }

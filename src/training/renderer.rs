@@ -1,7 +1,9 @@
 //! Readable progress lines for logs (CI, `nohup`, pipes, `--no-tui`): Burn's CLI renderer
-//! prints nothing, this one prints a line every N steps with loss, learning rate, speed and ETA.
+//! prints nothing, this one prints a line every N batches with the optimizer step, epoch, loss,
+//! learning rate, speed and ETA.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
@@ -12,53 +14,57 @@ use burn::train::renderer::{
 };
 
 use super::logger::{format_value, metric_key};
+use crate::data::StreamState;
 
-/// Prints `epoch E/N step S/T loss … lr … samples/s … eta …` every `every` steps.
+/// Prints `step S/T epoch E loss … lr … samples/s … eta …` every `every` batches.
 pub struct PlainRenderer {
     every: usize,
-    batch_size: usize,
+    progress: Arc<StreamState>,
     names: HashMap<MetricId, String>,
     latest: BTreeMap<String, f64>,
-    epoch: usize,
-    epochs: usize,
     split: String,
     total: usize,
-    done: usize,
-    started: Option<Instant>,
+    /// When training started in this process, with the steps and examples done then.
+    started: Option<(Instant, usize, usize)>,
 }
 
 impl PlainRenderer {
-    /// `batch_size` converts steps to samples for the speed column.
-    pub fn new(every: usize, batch_size: usize) -> Self {
+    /// `progress` is the training stream's: steps, epochs and examples served.
+    pub fn new(every: usize, progress: Arc<StreamState>) -> Self {
         Self {
             every: every.max(1),
-            batch_size,
+            progress,
             names: HashMap::new(),
             latest: BTreeMap::new(),
-            epoch: 0,
-            epochs: 0,
             split: String::new(),
             total: 0,
-            done: 0,
             started: None,
         }
     }
 
     fn line(&self) -> String {
-        let elapsed = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let rate = if elapsed > 0.0 {
-            self.done as f64 / elapsed
-        } else {
-            0.0
+        let p = &self.progress;
+        let (steps, examples) = (p.steps(), p.examples());
+        let (elapsed, steps_done, examples_done) = self.started.map_or((0.0, 0, 0), |(t, s, e)| {
+            (t.elapsed().as_secs_f64(), steps - s, examples - e)
+        });
+        let per_second = |n: usize| {
+            if elapsed > 0.0 {
+                n as f64 / elapsed
+            } else {
+                0.0
+            }
         };
-        let eta = if rate > 0.0 {
-            (self.total.saturating_sub(self.done)) as f64 / rate
+        let step_rate = per_second(steps_done);
+        let eta = if step_rate > 0.0 {
+            p.total_steps.saturating_sub(steps) as f64 / step_rate
         } else {
             0.0
         };
         let mut parts = vec![format!(
-            "epoch {}/{} step {}/{}",
-            self.epoch, self.epochs, self.done, self.total
+            "step {steps}/{} epoch {:.2}",
+            p.total_steps,
+            p.epochs()
         )];
         for key in ["loss", "accuracy", "learning_rate"] {
             if let Some(v) = self.latest.get(key) {
@@ -66,7 +72,7 @@ impl PlainRenderer {
                 parts.push(format!("{label} {}", format_value(*v)));
             }
         }
-        parts.push(format!("samples/s {:.1}", rate * self.batch_size as f64));
+        parts.push(format!("samples/s {:.1}", per_second(examples_done)));
         parts.push(format!("eta {}", clock(eta)));
         parts.join("  ")
     }
@@ -111,28 +117,24 @@ impl MetricsRendererEvaluation for PlainRenderer {
 impl TrainingProgressLogger for PlainRenderer {
     fn start(
         &mut self,
-        total_epochs: usize,
-        starting_epoch: usize,
+        _total_epochs: usize,
+        _starting_epoch: usize,
         _total_items: Option<usize>,
         _label: Option<&str>,
     ) {
-        self.epochs = total_epochs;
-        self.epoch = starting_epoch;
     }
 
-    fn update_epoch(&mut self, epoch: usize) {
-        self.epoch = epoch;
-    }
+    fn update_epoch(&mut self, _epoch: usize) {}
 
     fn start_split(&mut self, split: &str, total_items: usize) {
         self.split = split.to_string();
         self.total = total_items;
-        self.done = 0;
-        self.started = Some(Instant::now());
+        let p = &self.progress;
+        self.started
+            .get_or_insert_with(|| (Instant::now(), p.steps(), p.examples()));
     }
 
     fn update_split(&mut self, items_processed: usize) {
-        self.done = items_processed;
         let train = self.split.to_lowercase().contains("train");
         if train && (items_processed % self.every == 0 || items_processed == self.total) {
             println!("{}", self.line());

@@ -181,7 +181,10 @@ impl ItemLazy for StepOutput {
 }
 
 impl Adaptor<LossInput> for StepOutput {
+    /// The batch mean repeated once per example: Burn's loss metric weights each batch by the
+    /// length of this tensor, so the epoch value is the mean over examples (as `eval` reports).
     fn adapt(&self) -> LossInput {
-        LossInput::new(self.loss.clone())
+        let [batch, _] = self.logits.dims();
+        LossInput::new(self.loss.clone().expand([batch]))
     }
 }

@@ -9,12 +9,13 @@ use burnbert::data::TOKENIZER_FILES;
 use burnbert::inference::TextInput;
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    repo("tests/fixtures")
 }
 
 /// The device of the backend this test binary was built with.
 pub fn device() -> Device {
-    burnbert::backend::select_device(None, "auto").expect("a backend")
+    burnbert::backend::select_device(None, "auto", burnbert::backend::Precision::F32)
+        .expect("a backend")
 }
 
 /// The real all-MiniLM-L6-v2 (`$BURNBERT_MINILM_DIR`, else the HF cache, else fetched).
@@ -143,9 +144,25 @@ pub fn burnbert_ok(args: &[&str]) -> String {
 pub fn burnbert_err(args: &[&str]) -> String {
     let out = burnbert(args);
     assert!(!out.status.success(), "expected a failure: {args:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    stderr.trim().to_string()
+    one_error_line(&out.stderr)
+}
+
+/// The one line a failed run wrote on stderr (asserting there is exactly one).
+pub fn one_error_line(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    // Mesa's software Vulkan (wgpu tests in CI) complains about a missing XDG_RUNTIME_DIR.
+    let ours: Vec<&str> = stderr
+        .trim()
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{stderr}");
+    ours[0].to_string()
+}
+
+/// A path inside this repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
 /// A path as the `&str` the helpers above take.

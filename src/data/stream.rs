@@ -1,0 +1,328 @@
+//! The training stream: every epoch's length-grouped batches laid end to end and served to
+//! Burn in windows that end at each evaluation (every epoch, and every `eval_steps` optimizer
+//! steps when asked). Burn runs one of its "epochs" per window, so validation, checkpoints and
+//! early stopping happen at every evaluation. The position in the stream survives `--resume`
+//! and an early stop (Ctrl-C ends the window at the next optimizer step).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::data::dataset::DatasetError;
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::loader::{TrainBatch, TrainBatcher, TrainItem, length_grouped_batches};
+
+/// Where training stands, shared by the stream, the metric logger, the renderer and Ctrl-C.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    position: AtomicUsize,
+    steps: AtomicUsize,
+    examples: AtomicUsize,
+    stop: AtomicBool,
+    /// Batches per epoch.
+    pub per_epoch: usize,
+    /// Optimizer steps of the whole run.
+    pub total_steps: usize,
+}
+
+impl StreamState {
+    /// Batches served so far, over all epochs.
+    pub fn position(&self) -> usize {
+        self.position.load(Ordering::SeqCst)
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.steps.load(Ordering::SeqCst)
+    }
+
+    /// Training examples served so far (in this process).
+    pub fn examples(&self) -> usize {
+        self.examples.load(Ordering::SeqCst)
+    }
+
+    /// Epochs completed, fractional (`1.5` = halfway through the second).
+    pub fn epochs(&self) -> f64 {
+        self.position() as f64 / self.per_epoch.max(1) as f64
+    }
+
+    /// Ends the current window at the next optimizer step; training then evaluates,
+    /// checkpoints and stops.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`Self::request_stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves training batches window by window; see the module docs.
+#[derive(Clone)]
+pub struct TrainStream {
+    items: Arc<Vec<TrainItem>>,
+    /// Every epoch's batches (example indices), in training order.
+    batches: Arc<Vec<Vec<usize>>>,
+    /// Positions where a window ends (an evaluation), ascending; the last is the end.
+    ends: Arc<Vec<usize>>,
+    accum: usize,
+    batcher: TrainBatcher,
+    device: Device,
+    state: Arc<StreamState>,
+}
+
+/// Where evaluations fall: every epoch end, and every `every` batches if given.
+fn evaluation_points(per_epoch: usize, epochs: usize, every: Option<usize>) -> Vec<usize> {
+    let total = per_epoch * epochs;
+    let mut ends: BTreeSet<usize> = (1..=epochs).map(|e| e * per_epoch).collect();
+    if let Some(every) = every.filter(|&n| n > 0) {
+        ends.extend((1..).map(|k| k * every).take_while(|&p| p < total));
+    }
+    ends.into_iter().filter(|&p| p > 0).collect()
+}
+
+impl TrainStream {
+    /// `lengths` are the token counts of `items`; epoch `e` groups and orders its batches with
+    /// seed `seed + e`. Evaluations fall at every epoch end and, with `eval_steps`, every
+    /// `eval_steps` optimizer steps (of `accum` batches each).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        items: Arc<Vec<TrainItem>>,
+        batch_size: usize,
+        epochs: usize,
+        seed: u64,
+        eval_steps: Option<usize>,
+        accum: usize,
+        batcher: TrainBatcher,
+        device: Device,
+    ) -> Self {
+        let lengths: Vec<usize> = items.iter().map(|i| i.encoded.input_ids.len()).collect();
+        let accum = accum.max(1);
+        let mut batches = Vec::new();
+        let mut per_epoch = 0;
+        for epoch in 0..epochs as u64 {
+            let mut epoch_batches =
+                length_grouped_batches(&lengths, batch_size, seed.wrapping_add(epoch));
+            epoch_batches.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(epoch)));
+            per_epoch = epoch_batches.len();
+            batches.extend(epoch_batches);
+        }
+        let ends = evaluation_points(per_epoch, epochs, eval_steps.map(|n| n * accum));
+        let mut start = 0;
+        let mut total_steps = 0;
+        for &end in &ends {
+            total_steps += (end - start).div_ceil(accum);
+            start = end;
+        }
+        Self {
+            items,
+            batches: Arc::new(batches),
+            ends: Arc::new(ends),
+            accum,
+            batcher,
+            device,
+            state: Arc::new(StreamState {
+                per_epoch,
+                total_steps,
+                ..StreamState::default()
+            }),
+        }
+    }
+
+    /// The shared progress of this stream.
+    pub fn state(&self) -> Arc<StreamState> {
+        self.state.clone()
+    }
+
+    /// Continues a run that stopped after `position` batches and `steps` optimizer steps.
+    pub fn resume_at(&self, position: usize, steps: usize) {
+        self.state.position.store(position, Ordering::SeqCst);
+        self.state.steps.store(steps, Ordering::SeqCst);
+    }
+
+    /// Windows (evaluations) left from the current position.
+    pub fn windows_left(&self) -> usize {
+        let position = self.state.position();
+        self.ends.iter().filter(|&&end| end > position).count()
+    }
+
+    fn window_end(&self, start: usize) -> usize {
+        self.ends
+            .iter()
+            .copied()
+            .find(|&end| end > start)
+            .unwrap_or(start)
+    }
+}
+
+/// One window of the stream.
+struct Window<'a> {
+    stream: &'a TrainStream,
+    start: usize,
+    end: usize,
+    position: usize,
+}
+
+impl Iterator for Window<'_> {
+    type Item = Result<TrainBatch, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let stream = self.stream;
+        let done = self.position - self.start;
+        let at_step = done > 0 && done.is_multiple_of(stream.accum);
+        if self.position >= self.end || (at_step && stream.state.stop_requested()) {
+            return None;
+        }
+        let indices = &stream.batches[self.position];
+        let group: Vec<TrainItem> = indices.iter().map(|&i| stream.items[i].clone()).collect();
+        let batch = stream.batcher.batch(vec![group], &stream.device);
+        self.position += 1;
+        let state = &stream.state;
+        state.position.store(self.position, Ordering::SeqCst);
+        state.examples.fetch_add(indices.len(), Ordering::SeqCst);
+        // Burn steps the optimizer after `accum` batches and at the end of each window.
+        let done = self.position - self.start;
+        if done.is_multiple_of(stream.accum) || self.position == self.end {
+            state.steps.fetch_add(1, Ordering::SeqCst);
+        }
+        Some(Ok(batch))
+    }
+}
+
+impl DataLoaderIterator<TrainBatch> for Window<'_> {
+    fn progress(&self) -> Progress {
+        Progress {
+            items_processed: self.position - self.start,
+            items_total: self.end - self.start,
+            unit: Some("batches".into()),
+        }
+    }
+}
+
+impl DataLoader<TrainBatch> for TrainStream {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TrainBatch> + 'a> {
+        let start = self.state.position();
+        Box::new(Window {
+            stream: self,
+            start,
+            end: self.window_end(start),
+            position: start,
+        })
+    }
+
+    /// Batches in the next window.
+    fn num_items(&self) -> usize {
+        let start = self.state.position();
+        self.window_end(start) - start
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<TrainBatch>> {
+        Arc::new(Self {
+            device: device.clone(),
+            ..self.clone()
+        })
+    }
+
+    /// The stream is served whole (single-device training); slicing returns it unchanged.
+    fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<TrainBatch>> {
+        Arc::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Encoded, Target};
+
+    fn stream(n: usize, epochs: usize, eval_steps: Option<usize>, accum: usize) -> TrainStream {
+        let items = (0..n)
+            .map(|i| TrainItem {
+                encoded: Encoded {
+                    input_ids: vec![1; 2 + i % 7],
+                    token_type_ids: vec![0; 2 + i % 7],
+                },
+                target: Target::Class(i % 2),
+            })
+            .collect();
+        TrainStream::new(
+            Arc::new(items),
+            4,
+            epochs,
+            7,
+            eval_steps,
+            accum,
+            TrainBatcher {
+                pad_id: 0,
+                num_labels: 2,
+            },
+            Device::default(),
+        )
+    }
+
+    fn drain(stream: &TrainStream) -> usize {
+        let mut iter = stream.iter();
+        let mut n = 0;
+        while let Some(batch) = iter.next() {
+            batch.unwrap();
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn evaluations_fall_on_epoch_ends_and_every_n_steps() {
+        assert_eq!(evaluation_points(10, 2, None), [10, 20]);
+        assert_eq!(evaluation_points(10, 2, Some(4)), [4, 8, 10, 12, 16, 20]);
+        assert_eq!(evaluation_points(10, 1, Some(30)), [10]);
+    }
+
+    #[test]
+    fn windows_cover_every_epoch_and_count_optimizer_steps() {
+        // 40 examples, batch 4: 10 batches an epoch; 2 epochs; evaluate every 3 steps of 2.
+        let s = stream(40, 2, Some(3), 2);
+        let state = s.state();
+        assert_eq!(state.per_epoch, 10);
+        // Windows [0,6) [6,10) [10,12) [12,18) [18,20): 3 + 2 + 1 + 3 + 1 steps.
+        assert_eq!(state.total_steps, 10);
+        assert_eq!(s.windows_left(), 5);
+        let sizes: Vec<usize> = (0..5).map(|_| drain(&s)).collect();
+        assert_eq!(sizes, [6, 4, 2, 6, 2]);
+        assert_eq!(state.steps(), 10);
+        assert_eq!(state.examples(), 80);
+        assert_eq!(s.windows_left(), 0);
+        assert_eq!(drain(&s), 0);
+        // Each epoch serves every example once.
+        let mut first: Vec<usize> = s.batches[..10].iter().flatten().copied().collect();
+        first.sort();
+        assert_eq!(first, (0..40).collect::<Vec<_>>());
+        assert_ne!(s.batches[..10], s.batches[10..]);
+    }
+
+    #[test]
+    fn a_stop_ends_the_window_at_the_next_optimizer_step_and_resumes_there() {
+        let s = stream(40, 1, None, 3);
+        let state = s.state();
+        let mut iter = s.iter();
+        iter.next().unwrap().unwrap();
+        state.request_stop();
+        // Finishes the accumulation group of 3, then ends.
+        assert!(iter.next().is_some() && iter.next().is_some());
+        assert!(iter.next().is_none());
+        drop(iter);
+        assert_eq!((state.position(), state.steps()), (3, 1));
+        // A fresh run resumed there serves the rest of the epoch in one window.
+        let resumed = stream(40, 1, None, 3);
+        resumed.resume_at(3, 1);
+        assert_eq!(resumed.windows_left(), 1);
+        assert_eq!(drain(&resumed), 7);
+        assert_eq!(resumed.state().steps(), 1 + 3);
+        assert_eq!(resumed.state().total_steps, 4);
+    }
+}
