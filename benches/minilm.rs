@@ -45,7 +45,7 @@ fn batch(seq: usize, device: &Device) -> TrainBatch {
 
 fn bench(c: &mut Criterion) {
     let dir = resolve_model(DEFAULT_MODEL).expect("all-MiniLM-L6-v2");
-    let device = select_device(None, "auto").expect("a backend");
+    let device = select_device(None, "auto", burnbert::backend::Precision::F32).expect("a backend");
     let train_device = device.clone().autodiff();
     let labels = vec!["0".to_string(), "1".to_string()];
     let model = load_classifier(&dir, Some(labels), &train_device)

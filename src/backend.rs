@@ -2,9 +2,39 @@
 //! `ndarray`, `flex`, `wgpu`, `tch`) and turns `--backend`/`--device` into a Burn [`Device`].
 #![allow(deprecated)] // burn-ndarray and burn-tch are deprecated upstream but are what we ship
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 
 use crate::error::{Error, Result};
+
+/// The float type a run computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// 32-bit floats (every backend).
+    #[default]
+    F32,
+    /// IEEE half precision, where the device computes in it (tch on CUDA, most GPUs on wgpu).
+    F16,
+    /// bfloat16, where the device computes in it (tch on CPU and recent CUDA cards).
+    Bf16,
+}
+
+impl Precision {
+    fn dtype(self) -> FloatDType {
+        match self {
+            Self::F32 => FloatDType::F32,
+            Self::F16 => FloatDType::F16,
+            Self::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        }
+    }
+}
 
 /// A backend that can be compiled in.
 #[derive(
@@ -80,8 +110,14 @@ fn parse_device(spec: &str) -> Result<DeviceSpec> {
 }
 
 /// Picks the backend and the device: `backend` if given; else the only backend compiled in, or
-/// the one enabled besides the default `ndarray`; several others need `--backend`.
-pub fn select_device(backend: Option<BackendKind>, device: &str) -> Result<Device> {
+/// the one enabled besides the default `ndarray`; several others need `--backend`. Every float
+/// tensor created on the device (parameters, activations, gradients, optimizer state) then has
+/// the `precision` type; a device that cannot compute in it is an error.
+pub fn select_device(
+    backend: Option<BackendKind>,
+    device: &str,
+    precision: Precision,
+) -> Result<Device> {
     let compiled = BackendKind::compiled();
     let names = || {
         compiled
@@ -118,6 +154,31 @@ pub fn select_device(backend: Option<BackendKind>, device: &str) -> Result<Devic
         }
     };
     let spec = parse_device(device)?;
+    let mut selected = device_of(kind, spec, device)?;
+    if precision != Precision::F32 {
+        let dtype = precision.dtype();
+        if !selected.supports_dtype(dtype) {
+            return Err(Error::Device(format!(
+                "the {} backend cannot compute in {} on device '{device}'; use --precision f32",
+                kind.name(),
+                precision.name()
+            )));
+        }
+        let already = selected.settings().float_dtype == dtype;
+        if let Err(e) = selected.configure(dtype)
+            && !already
+        {
+            return Err(Error::Device(format!(
+                "cannot switch the {} device to {}: {e:?}",
+                kind.name(),
+                precision.name()
+            )));
+        }
+    }
+    Ok(selected)
+}
+
+fn device_of(kind: BackendKind, spec: DeviceSpec, device: &str) -> Result<Device> {
     let unsupported = || {
         Error::Device(format!(
             "the {} backend has no device '{device}'",
@@ -178,7 +239,9 @@ mod tests {
         .into_iter()
         .find(|k| !BackendKind::compiled().contains(k));
         if let Some(kind) = missing {
-            let err = select_device(Some(kind), "auto").unwrap_err().to_string();
+            let err = select_device(Some(kind), "auto", Precision::F32)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("rebuild with --features"), "{err}");
         }
     }

@@ -59,8 +59,10 @@ pub fn load_classifier(
             Some(tensor)
         })
         .collect::<Vec<_>>();
+    // Floats take the device's type (f32 unless --precision says otherwise).
+    let float: DType = device.settings().float_dtype.into();
     let adapter: Box<dyn ModuleAdapter> =
-        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)));
+        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(float)));
     let result = model.apply(tensors, None, Some(adapter), false);
 
     let checkpoint_error = |message: String| Error::Checkpoint {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot};
+use burn::store::{BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot};
 use burn::tensor::DType;
 use safetensors::tensor::TensorView;
 
@@ -27,7 +27,9 @@ pub fn save_pretrained(
         message,
     };
     let mut named = Vec::new();
-    for tensor in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false) {
+    // Saved as f32 whatever the training precision, like transformers' default.
+    let adapter = BurnToPyTorchAdapter.chain(FloatCastAdapter::to(DType::F32));
+    for tensor in model.collect(None, Some(Box::new(adapter)), false) {
         let name = burn_to_hf(config.architecture, &tensor.name)
             .ok_or_else(|| fail(format!("no transformers name for '{}'", tensor.name)))?;
         if tensor.dtype != DType::F32 {

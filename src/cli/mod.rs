@@ -6,7 +6,7 @@ mod train;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::backend::{BackendKind, select_device};
+use crate::backend::{BackendKind, Precision, select_device};
 use crate::checkpoint::resolve_model;
 use crate::data::{Columns, Format};
 use crate::error::Result;
@@ -90,12 +90,15 @@ pub struct DeviceArgs {
     /// Device: auto, cpu, gpu, gpu:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Float type of parameters and computation: f32, or f16/bf16 where the device supports it.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }
 
 impl DeviceArgs {
     /// The Burn device these options select.
     pub fn device(&self) -> Result<Device> {
-        select_device(self.backend, &self.device)
+        select_device(self.backend, &self.device, self.precision)
     }
 }
 

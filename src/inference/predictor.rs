@@ -194,6 +194,7 @@ impl Predictor {
         let [_, width] = logits.dims();
         let values = logits
             .into_data()
+            .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| Error::Device(format!("reading model output: {e:?}")))?;
         Ok(values.chunks(width).map(<[f32]>::to_vec).collect())

@@ -61,6 +61,7 @@ impl ScalarF64 for burn::tensor::Tensor<1> {
     fn into_scalar_f64(self) -> std::result::Result<f64, String> {
         self.try_into_data()
             .map_err(|e| e.to_string())?
+            .convert::<f32>()
             .try_to_vec::<f32>()
             .map_err(|e| format!("{e:?}"))?
             .first()

@@ -49,23 +49,38 @@ impl Predictions {
         threshold: f64,
     ) -> Result<(), TensorReadError> {
         let [_, width] = logits.dims();
-        let rows = logits.try_into_data()?.try_to_vec::<f32>()?;
+        let rows = logits
+            .try_into_data()?
+            .convert::<f32>()
+            .try_to_vec::<f32>()?;
         let rows: Vec<&[f32]> = rows.chunks(width).collect();
         match targets {
             TargetBatch::Class(t) => {
-                let actual = t.clone().try_into_data()?.try_to_vec::<i64>()?;
+                let actual = t
+                    .clone()
+                    .try_into_data()?
+                    .convert::<i64>()
+                    .try_to_vec::<i64>()?;
                 self.classes.0.extend(rows.iter().map(|r| argmax(r)));
                 self.classes
                     .1
                     .extend(actual.into_iter().map(|a| a as usize));
             }
             TargetBatch::Value(t) => {
-                let actual = t.clone().try_into_data()?.try_to_vec::<f32>()?;
+                let actual = t
+                    .clone()
+                    .try_into_data()?
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()?;
                 self.values.0.extend(rows.iter().map(|r| r[0] as f64));
                 self.values.1.extend(actual.into_iter().map(f64::from));
             }
             TargetBatch::Multi(t) => {
-                let actual = t.clone().try_into_data()?.try_to_vec::<f32>()?;
+                let actual = t
+                    .clone()
+                    .try_into_data()?
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()?;
                 let cut = (threshold / (1.0 - threshold)).ln() as f32;
                 self.multi
                     .0
