@@ -5,8 +5,8 @@
 //! and an early stop (Ctrl-C ends the window at the next optimizer step).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
@@ -25,6 +25,10 @@ pub struct StreamState {
     steps: AtomicUsize,
     examples: AtomicUsize,
     stop: AtomicBool,
+    /// (start, end, steps at start) of each window served by this process.
+    windows: Mutex<Vec<(usize, usize, usize)>>,
+    /// Batches per optimizer step.
+    pub accum: usize,
     /// Batches per epoch.
     pub per_epoch: usize,
     /// Optimizer steps of the whole run.
@@ -50,6 +54,29 @@ impl StreamState {
     /// Epochs completed, fractional (`1.5` = halfway through the second).
     pub fn epochs(&self) -> f64 {
         self.position() as f64 / self.per_epoch.max(1) as f64
+    }
+
+    /// Where the `index`-th window of this process stood after `done` of its batches:
+    /// (position, optimizer steps). Exact even when read later than the batch was served.
+    pub fn within_window(&self, index: usize, done: usize) -> Option<(usize, usize)> {
+        let windows = self.windows.lock().ok()?;
+        let &(position, end, steps) = windows.get(index)?;
+        let accum = self.accum.max(1);
+        let taken = if position + done == end {
+            done.div_ceil(accum)
+        } else {
+            done / accum
+        };
+        Some((position + done, steps + taken))
+    }
+
+    /// Whether the `index`-th window of this process is complete after `done` batches.
+    pub fn window_complete(&self, index: usize, done: usize) -> bool {
+        let windows = self.windows.lock();
+        windows.is_ok_and(|w| {
+            w.get(index)
+                .is_some_and(|&(start, end, _)| start + done == end)
+        })
     }
 
     /// Ends the current window at the next optimizer step; training then evaluates,
@@ -129,6 +156,7 @@ impl TrainStream {
             batcher,
             device,
             state: Arc::new(StreamState {
+                accum,
                 per_epoch,
                 total_steps,
                 ..StreamState::default()
@@ -209,10 +237,14 @@ impl DataLoaderIterator<TrainBatch> for Window<'_> {
 impl DataLoader<TrainBatch> for TrainStream {
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TrainBatch> + 'a> {
         let start = self.state.position();
+        let end = self.window_end(start);
+        if let Ok(mut windows) = self.state.windows.lock() {
+            windows.push((start, end, self.state.steps()));
+        }
         Box::new(Window {
             stream: self,
             start,
-            end: self.window_end(start),
+            end,
             position: start,
         })
     }
@@ -296,6 +328,9 @@ mod tests {
         assert_eq!(sizes, [6, 4, 2, 6, 2]);
         assert_eq!(state.steps(), 10);
         assert_eq!(state.examples(), 80);
+        // Window 3 starts at batch 12 after 6 steps; its last batch ends step 9.
+        assert_eq!(state.within_window(3, 3), Some((15, 7)));
+        assert_eq!(state.within_window(4, 2), Some((20, 10)));
         assert_eq!(s.windows_left(), 0);
         assert_eq!(drain(&s), 0);
         // Each epoch serves every example once.

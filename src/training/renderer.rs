@@ -23,7 +23,9 @@ pub struct PlainRenderer {
     names: HashMap<MetricId, String>,
     latest: BTreeMap<String, f64>,
     split: String,
-    total: usize,
+    /// Training windows started, and batches done in the current one.
+    windows: usize,
+    done: usize,
     /// When training started in this process, with the steps and examples done then.
     started: Option<(Instant, usize, usize)>,
 }
@@ -37,14 +39,19 @@ impl PlainRenderer {
             names: HashMap::new(),
             latest: BTreeMap::new(),
             split: String::new(),
-            total: 0,
+            windows: 0,
+            done: 0,
             started: None,
         }
     }
 
     fn line(&self) -> String {
         let p = &self.progress;
-        let (steps, examples) = (p.steps(), p.examples());
+        // Burn renders asynchronously: the stream may already be a batch ahead.
+        let (position, steps) = p
+            .within_window(self.windows.saturating_sub(1), self.done)
+            .unwrap_or((p.position(), p.steps()));
+        let examples = p.examples();
         let (elapsed, steps_done, examples_done) = self.started.map_or((0.0, 0, 0), |(t, s, e)| {
             (t.elapsed().as_secs_f64(), steps - s, examples - e)
         });
@@ -64,7 +71,7 @@ impl PlainRenderer {
         let mut parts = vec![format!(
             "step {steps}/{} epoch {:.2}",
             p.total_steps,
-            p.epochs()
+            position as f64 / p.per_epoch.max(1) as f64
         )];
         for key in ["loss", "accuracy", "learning_rate"] {
             if let Some(v) = self.latest.get(key) {
@@ -126,17 +133,25 @@ impl TrainingProgressLogger for PlainRenderer {
 
     fn update_epoch(&mut self, _epoch: usize) {}
 
-    fn start_split(&mut self, split: &str, total_items: usize) {
+    fn start_split(&mut self, split: &str, _total_items: usize) {
         self.split = split.to_string();
-        self.total = total_items;
+        self.done = 0;
+        if split.to_lowercase().contains("train") {
+            self.windows += 1;
+        }
         let p = &self.progress;
         self.started
             .get_or_insert_with(|| (Instant::now(), p.steps(), p.examples()));
     }
 
     fn update_split(&mut self, items_processed: usize) {
+        self.done = items_processed;
         let train = self.split.to_lowercase().contains("train");
-        if train && (items_processed % self.every == 0 || items_processed == self.total) {
+        let window = self.windows.saturating_sub(1);
+        if train
+            && (items_processed.is_multiple_of(self.every)
+                || self.progress.window_complete(window, items_processed))
+        {
             println!("{}", self.line());
         }
     }
