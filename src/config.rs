@@ -102,7 +102,7 @@ pub struct TrainConfig {
     /// Also evaluate (and checkpoint) every N optimizer steps, not only at each epoch end.
     #[arg(long)]
     pub eval_steps: Option<usize>,
-    /// Validation metric that picks the best epoch and drives early stopping
+    /// Validation metric that picks the best evaluation and drives early stopping
     /// (loss, accuracy, f1, precision, recall, mcc, mse, pearson, spearman, micro_f1, hamming).
     #[arg(long, default_value = "loss")]
     pub early_stopping_metric: String,

@@ -98,13 +98,30 @@ pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Resu
             })
             .collect()
     };
-    let all_train = items(&train_rows, train_targets.clone())?;
-    let (mut train, mut valid) = match &config.valid {
+    // Rows are picked (split, max_*_samples) before tokenizing, so a sample of a large file
+    // tokenizes only what it uses.
+    let pick = |idx: &[usize]| -> (Vec<RawRow>, Vec<crate::data::Target>) {
+        idx.iter()
+            .map(|&i| (train_rows[i].clone(), train_targets[i].clone()))
+            .unzip()
+    };
+    let limit = |mut idx: Vec<usize>, max: Option<usize>| {
+        if let Some(n) = max {
+            idx.truncate(n);
+        }
+        idx
+    };
+    let (train, valid) = match &config.valid {
         Some(path) => {
-            let (rows, bad) = read(path)?;
+            let (mut rows, bad) = read(path)?;
             skipped += bad;
+            if let Some(n) = config.max_eval_samples {
+                rows.truncate(n);
+            }
             let targets = space.targets(&rows, path)?;
-            (all_train, items(&rows, targets)?)
+            let train_idx = limit((0..train_rows.len()).collect(), config.max_train_samples);
+            let (train_rows, train_targets) = pick(&train_idx);
+            (items(&train_rows, train_targets)?, items(&rows, targets)?)
         }
         None => {
             let (train_idx, valid_idx) =
@@ -114,16 +131,14 @@ pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Resu
                     "no validation data: give --valid or a valid_ratio above 0".into(),
                 ));
             }
-            let pick = |idx: &[usize]| idx.iter().map(|&i| all_train[i].clone()).collect();
-            (pick(&train_idx), pick(&valid_idx))
+            let (train_rows, train_targets) = pick(&limit(train_idx, config.max_train_samples));
+            let (valid_rows, valid_targets) = pick(&limit(valid_idx, config.max_eval_samples));
+            (
+                items(&train_rows, train_targets)?,
+                items(&valid_rows, valid_targets)?,
+            )
         }
     };
-    if let Some(n) = config.max_train_samples {
-        train.truncate(n);
-    }
-    if let Some(n) = config.max_eval_samples {
-        valid.truncate(n);
-    }
     let test = match &config.test {
         Some(path) => {
             let (rows, bad) = read(path)?;
