@@ -2,7 +2,7 @@
 //! micro-F1, Hamming) as Burn metrics, so they show in the dashboard and drive early stopping.
 //! Each accumulates the whole split and reports the exact split value at the end of an epoch.
 
-use burn::tensor::{Tensor, TensorReadError};
+use burn::tensor::{Element, Tensor, TensorData, TensorReadError};
 use burn::train::metric::{
     Adaptor, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes,
     NumericEntry, SerializedEntry,
@@ -39,6 +39,11 @@ pub struct Predictions {
     pub multi: (Vec<Vec<bool>>, Vec<Vec<bool>>),
 }
 
+/// A tensor's values on the host as `E`, whatever float or int type the device computed in.
+fn host<E: Element>(data: TensorData) -> Result<Vec<E>, TensorReadError> {
+    Ok(data.convert::<E>().try_to_vec::<E>()?)
+}
+
 impl Predictions {
     /// Appends a batch: argmax for classes, the raw value for regression, `sigmoid ≥ threshold`
     /// (logit ≥ logit(threshold)) for multi-label.
@@ -49,38 +54,23 @@ impl Predictions {
         threshold: f64,
     ) -> Result<(), TensorReadError> {
         let [_, width] = logits.dims();
-        let rows = logits
-            .try_into_data()?
-            .convert::<f32>()
-            .try_to_vec::<f32>()?;
+        let rows = host::<f32>(logits.try_into_data()?)?;
         let rows: Vec<&[f32]> = rows.chunks(width).collect();
         match targets {
             TargetBatch::Class(t) => {
-                let actual = t
-                    .clone()
-                    .try_into_data()?
-                    .convert::<i64>()
-                    .try_to_vec::<i64>()?;
+                let actual = host::<i64>(t.clone().try_into_data()?)?;
                 self.classes.0.extend(rows.iter().map(|r| argmax(r)));
                 self.classes
                     .1
                     .extend(actual.into_iter().map(|a| a as usize));
             }
             TargetBatch::Value(t) => {
-                let actual = t
-                    .clone()
-                    .try_into_data()?
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()?;
+                let actual = host::<f32>(t.clone().try_into_data()?)?;
                 self.values.0.extend(rows.iter().map(|r| r[0] as f64));
                 self.values.1.extend(actual.into_iter().map(f64::from));
             }
             TargetBatch::Multi(t) => {
-                let actual = t
-                    .clone()
-                    .try_into_data()?
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()?;
+                let actual = host::<f32>(t.clone().try_into_data()?)?;
                 let cut = (threshold / (1.0 - threshold)).ln() as f32;
                 self.multi
                     .0
