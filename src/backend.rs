@@ -206,10 +206,20 @@ fn device_of(kind: BackendKind, spec: DeviceSpec, device: &str) -> Result<Device
             }))
         }
         #[cfg(feature = "tch")]
-        BackendKind::Tch => Ok(match spec {
-            DeviceSpec::Auto | DeviceSpec::Cpu => Device::libtorch(),
-            DeviceSpec::Gpu(i) => Device::libtorch_cuda(i),
-        }),
+        BackendKind::Tch => {
+            // libtorch lists its CUDA devices; none means a CPU libtorch, or CUDA libraries
+            // that were not on the library path when the program started.
+            let cuda = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
+            match spec {
+                DeviceSpec::Auto if cuda > 0 => Ok(Device::libtorch_cuda(0)),
+                DeviceSpec::Auto | DeviceSpec::Cpu => Ok(Device::libtorch()),
+                DeviceSpec::Gpu(i) if i < cuda => Ok(Device::libtorch_cuda(i)),
+                DeviceSpec::Gpu(_) => Err(Error::Device(format!(
+                    "the tch backend sees {cuda} CUDA device(s), so no '{device}': is LIBTORCH a \
+                     CUDA build, and are its libraries on LD_LIBRARY_PATH?"
+                ))),
+            }
+        }
         #[allow(unreachable_patterns)]
         _ => Err(unsupported()),
     }

@@ -204,3 +204,41 @@ fn reduced_precision_predicts_and_trains_or_is_refused() {
         }
     }
 }
+
+/// `--backend tch --device gpu:N` asks libtorch how many CUDA devices it sees: a CPU libtorch (CI)
+/// gets a one-line error that says so; with CUDA, `auto` and `gpu:0` run on the GPU.
+#[cfg(feature = "tch")]
+#[test]
+#[allow(deprecated)] // burn-tch's devices are deprecated upstream
+fn tch_gpu_is_checked_against_the_cuda_devices_libtorch_sees() {
+    let cuda = burn::tensor::Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
+    let predict = |device: &str| {
+        common::burnbert(&[
+            "predict",
+            "--model",
+            common::fixtures().join("roberta").to_str().unwrap(),
+            "--text",
+            "a fine film",
+            "--backend",
+            "tch",
+            "--device",
+            device,
+        ])
+    };
+    let beyond = format!("gpu:{cuda}");
+    let err = common::one_error_line(&predict(&beyond).stderr);
+    assert!(
+        err.contains(&format!("sees {cuda} CUDA device(s), so no '{beyond}'")),
+        "{err}"
+    );
+    if cuda > 0 {
+        assert!(predict("gpu:0").status.success());
+    }
+    let auto = select_device(Some(BackendKind::Tch), "auto", Precision::F32).unwrap();
+    let expected = if cuda > 0 {
+        burn::tensor::Device::libtorch_cuda(0)
+    } else {
+        burn::tensor::Device::libtorch()
+    };
+    assert_eq!(auto, expected);
+}

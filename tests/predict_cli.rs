@@ -103,3 +103,59 @@ fn an_unknown_model_type_exits_non_zero_with_one_line() {
         "{line}"
     );
 }
+
+/// `--pad-to-multiple-of` changes batch shapes, never predictions; 0 is a one-line error.
+#[test]
+fn padding_to_a_multiple_leaves_predictions_unchanged() {
+    let model = fixtures().join("roberta");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let text: String = common::inputs()
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let scores = |multiple: &str| -> Vec<f64> {
+        let out = burnbert_ok(&[
+            "predict",
+            "--model",
+            s(&model),
+            "--input",
+            s(&input),
+            "--max-len",
+            "30",
+            "--batch-size",
+            "4",
+            "--pad-to-multiple-of",
+            multiple,
+        ]);
+        out.lines()
+            .flat_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let map = v["scores"].as_object().unwrap().clone();
+                map.into_iter().map(|(_, p)| p.as_f64().unwrap())
+            })
+            .collect()
+    };
+    let exact = scores("1");
+    for multiple in ["8", "32"] {
+        let padded = scores(multiple);
+        assert_eq!(padded.len(), exact.len());
+        let diff = exact
+            .iter()
+            .zip(&padded)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-5, "multiple {multiple}: {diff}");
+    }
+    let err = burnbert_err(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--text",
+        "x",
+        "--pad-to-multiple-of",
+        "0",
+    ]);
+    assert!(err.contains("--pad-to-multiple-of 0"), "{err}");
+}

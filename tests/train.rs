@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use burnbert::checkpoint::load_classifier;
@@ -65,9 +65,17 @@ fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
         max_grad_norm: 0.0,
         class_weights: None,
     };
-    evaluate(&trainee, Arc::new(items), &space, 64, 0, 0.5, &device())
-        .unwrap()
-        .0["loss"]
+    evaluate(
+        &trainee,
+        Arc::new(items),
+        &space,
+        64,
+        tokenizer.padding(),
+        0.5,
+        &device(),
+    )
+    .unwrap()
+    .0["loss"]
 }
 
 #[test]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{DeviceArgs, InputColumns, print_notices};
+use super::{BatchArgs, DeviceArgs, InputColumns, print_notices};
 use crate::data::{LabelSpace, TrainItem, read_checked};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::inference::{Predictor, problem_type};
+use crate::inference::problem_type;
 use crate::metrics::{confusion, per_class};
 use crate::model::ProblemType;
 use crate::training::{Trainee, evaluate, format_value};
@@ -31,11 +31,8 @@ pub struct EvalArgs {
     /// Separator of multi-label cells written as text.
     #[arg(long, default_value = ",")]
     pub label_delimiter: String,
-    /// Truncate inputs to this many tokens (default: the model's limit).
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub batch: BatchArgs,
     /// Multi-label decision threshold.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
@@ -48,7 +45,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.device.device()?;
-    let (predictor, notices) = Predictor::load(&args.model, args.max_len, device.clone())?;
+    let (predictor, notices) = args.batch.load(&args.model, device.clone())?;
     print_notices(&notices);
     let space = LabelSpace {
         task: problem_type(&predictor.config),
@@ -77,7 +74,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let pad_id = predictor.tokenizer.pad_id();
+    let padding = predictor.tokenizer.padding();
     let trainee = Trainee {
         model: predictor.model,
         loss_scale: 1.0,
@@ -88,8 +85,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         &trainee,
         Arc::new(items),
         &space,
-        args.batch_size.max(1),
-        pad_id,
+        args.batch.batch_size,
+        padding,
         args.threshold,
         &device,
     )?;

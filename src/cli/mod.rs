@@ -9,7 +9,8 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use crate::backend::{BackendKind, Precision, select_device};
 use crate::checkpoint::resolve_model;
 use crate::data::{Columns, Format};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::inference::Predictor;
 use burn::tensor::Device;
 
 /// Fine-tune and run BERT-family text classifiers with Burn.
@@ -78,6 +79,33 @@ impl InputColumns {
             label,
             no_header: self.no_header,
         }
+    }
+}
+
+/// How `eval` and `predict` cut inputs into batches.
+#[derive(Args, Debug, Clone)]
+pub struct BatchArgs {
+    /// Truncate inputs to this many tokens (default: the model's limit).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Pad each batch to a multiple of this many tokens (1: to the longest input).
+    #[arg(long, default_value_t = 1)]
+    pub pad_to_multiple_of: usize,
+}
+
+impl BatchArgs {
+    /// Loads `model` on `device` with this truncation and padding.
+    pub fn load(&self, model: &str, device: Device) -> Result<(Predictor, Vec<String>)> {
+        if self.batch_size == 0 {
+            return Err(Error::Input("--batch-size must be at least 1".into()));
+        }
+        let (mut predictor, notices) = Predictor::load(model, self.max_len, device)?;
+        predictor.tokenizer = predictor
+            .tokenizer
+            .with_pad_multiple(self.pad_to_multiple_of)?;
+        Ok((predictor, notices))
     }
 }
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{DeviceArgs, InputColumns, print_notices};
+use super::{BatchArgs, DeviceArgs, InputColumns, print_notices};
 use crate::error::{Error, Result};
-use crate::inference::{BulkOptions, Predictor, TextInput, predict_file};
+use crate::inference::{BulkOptions, TextInput, predict_file};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -34,23 +34,17 @@ pub struct PredictArgs {
     /// Multi-label: the probability at which a label counts as present.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f32,
-    /// Truncate inputs to this many tokens (default: the model's limit).
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub batch: BatchArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    if args.batch_size == 0 || args.top_k == Some(0) {
-        return Err(Error::Input(
-            "--batch-size and --top-k must be at least 1".into(),
-        ));
+    if args.top_k == Some(0) {
+        return Err(Error::Input("--top-k must be at least 1".into()));
     }
-    let (mut predictor, notices) =
-        Predictor::load(&args.model, args.max_len, args.device.device()?)?;
+    let (mut predictor, notices) = args.batch.load(&args.model, args.device.device()?)?;
     predictor.threshold = args.threshold;
     print_notices(&notices);
     let Some(input) = &args.input else {
@@ -67,7 +61,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let options = BulkOptions {
         format: args.columns.format,
         columns: args.columns.columns(input, None),
-        batch_size: args.batch_size,
+        batch_size: args.batch.batch_size,
         chunk_rows: 4096,
         top_k: args.top_k,
     };

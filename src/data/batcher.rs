@@ -14,17 +14,49 @@ pub struct TextBatch {
     pub attention_mask: Tensor<2, Int>,
 }
 
-/// Pads `examples` to the longest one (input ids with `pad_id`, segments and mask with 0).
+/// How [`collate`] pads a batch: with token `id`, to the longest input rounded up to a multiple
+/// of `multiple` (never past `max_len`, unless an input is longer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padding {
+    pub id: u32,
+    pub multiple: usize,
+    pub max_len: usize,
+}
+
+/// Padding to the longest input only.
+impl From<u32> for Padding {
+    fn from(id: u32) -> Self {
+        Self {
+            id,
+            multiple: 1,
+            max_len: usize::MAX,
+        }
+    }
+}
+
+impl Padding {
+    /// The padded length of a batch whose longest input has `longest` tokens.
+    pub fn length(&self, longest: usize) -> usize {
+        let rounded = longest.div_ceil(self.multiple.max(1)) * self.multiple.max(1);
+        rounded.min(self.max_len).max(longest)
+    }
+}
+
+/// Pads `examples` (input ids with the padding id, segments and mask with 0) to
+/// `padding.length(longest)`: `[batch, seq]` tensors.
 ///
 /// # Panics
 /// If `examples` is empty.
-pub fn collate(examples: &[&Encoded], pad_id: u32, device: &Device) -> TextBatch {
+pub fn collate(examples: &[&Encoded], padding: impl Into<Padding>, device: &Device) -> TextBatch {
     assert!(!examples.is_empty(), "collate needs at least one example");
-    let seq = examples
+    let padding: Padding = padding.into();
+    let pad_id = padding.id;
+    let longest = examples
         .iter()
         .map(|e| e.input_ids.len())
         .max()
         .unwrap_or(0);
+    let seq = padding.length(longest);
     let batch = examples.len();
     let mut ids = Vec::with_capacity(batch * seq);
     let mut types = Vec::with_capacity(batch * seq);
@@ -45,5 +77,42 @@ pub fn collate(examples: &[&Encoded], pad_id: u32, device: &Device) -> TextBatch
         input_ids: tensor(ids),
         token_type_ids: tensor(types),
         attention_mask: tensor(mask),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_rounds_up_to_the_multiple_but_not_past_max_len() {
+        let padding = Padding {
+            id: 0,
+            multiple: 32,
+            max_len: 100,
+        };
+        assert_eq!(padding.length(1), 32);
+        assert_eq!(padding.length(32), 32);
+        assert_eq!(padding.length(33), 64);
+        assert_eq!(padding.length(97), 100);
+        assert_eq!(Padding::from(7).length(13), 13);
+        let examples = [
+            Encoded {
+                input_ids: vec![5; 3],
+                token_type_ids: vec![0; 3],
+            },
+            Encoded {
+                input_ids: vec![5; 40],
+                token_type_ids: vec![0; 40],
+            },
+        ];
+        let refs: Vec<&Encoded> = examples.iter().collect();
+        let device = Device::default();
+        let batch = collate(&refs, padding, &device);
+        assert_eq!(batch.input_ids.dims(), [2, 64]);
+        let mask = batch.attention_mask.into_data().convert::<i64>();
+        let mask = mask.as_slice::<i64>().unwrap();
+        assert_eq!(mask.iter().sum::<i64>(), 43);
+        assert_eq!(mask[..4], [1, 1, 1, 0]);
     }
 }

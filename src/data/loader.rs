@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::batcher::{TextBatch, collate};
+use super::batcher::{Padding, TextBatch, collate};
 use super::labels::Target;
 use super::tokenizer::Encoded;
 
@@ -96,7 +96,7 @@ impl Dataset<Vec<TrainItem>> for BatchedDataset {
 /// Pads inputs and stacks targets.
 #[derive(Clone, Debug)]
 pub struct TrainBatcher {
-    pub pad_id: u32,
+    pub padding: Padding,
     pub num_labels: usize,
 }
 
@@ -104,7 +104,7 @@ impl Batcher<Vec<TrainItem>, TrainBatch> for TrainBatcher {
     fn batch(&self, groups: Vec<Vec<TrainItem>>, device: &Device) -> TrainBatch {
         let items: Vec<&TrainItem> = groups.iter().flatten().collect();
         let encoded: Vec<&Encoded> = items.iter().map(|i| &i.encoded).collect();
-        let inputs = collate(&encoded, self.pad_id, device);
+        let inputs = collate(&encoded, self.padding, device);
         let n = items.len();
         let targets = match &items[0].target {
             Target::Class(_) => TargetBatch::Class(Tensor::from_data(

@@ -5,8 +5,9 @@
 //! and an early stop (Ctrl-C ends the window at the next optimizer step).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
@@ -25,6 +26,8 @@ pub struct StreamState {
     steps: AtomicUsize,
     examples: AtomicUsize,
     stop: AtomicBool,
+    /// Nanoseconds spent inside training windows (steps, not evaluations or checkpoints).
+    train_nanos: AtomicU64,
     /// (start, end, steps at start) of each window served by this process.
     windows: Mutex<Vec<(usize, usize, usize)>>,
     /// Batches per optimizer step.
@@ -49,6 +52,12 @@ impl StreamState {
     /// Training examples served so far (in this process).
     pub fn examples(&self) -> usize {
         self.examples.load(Ordering::SeqCst)
+    }
+
+    /// Seconds spent in training windows: from a window's first batch to the end of its last
+    /// step (what Trainer's `train_samples_per_second` counts; evaluations and checkpoints not).
+    pub fn train_seconds(&self) -> f64 {
+        self.train_nanos.load(Ordering::SeqCst) as f64 * 1e-9
     }
 
     /// Epochs completed, fractional (`1.5` = halfway through the second).
@@ -196,6 +205,8 @@ struct Window<'a> {
     start: usize,
     end: usize,
     position: usize,
+    /// When Burn asked for the window's first batch.
+    started: Option<Instant>,
 }
 
 impl Iterator for Window<'_> {
@@ -206,8 +217,14 @@ impl Iterator for Window<'_> {
         let done = self.position - self.start;
         let at_step = done > 0 && done.is_multiple_of(stream.accum);
         if self.position >= self.end || (at_step && stream.state.stop_requested()) {
+            // Burn asks once more after the window's last step has run.
+            if let Some(started) = self.started.take() {
+                let nanos = started.elapsed().as_nanos() as u64;
+                stream.state.train_nanos.fetch_add(nanos, Ordering::SeqCst);
+            }
             return None;
         }
+        self.started.get_or_insert_with(Instant::now);
         let indices = &stream.batches[self.position];
         let group: Vec<TrainItem> = indices.iter().map(|&i| stream.items[i].clone()).collect();
         let batch = stream.batcher.batch(vec![group], &stream.device);
@@ -246,6 +263,7 @@ impl DataLoader<TrainBatch> for TrainStream {
             start,
             end,
             position: start,
+            started: None,
         })
     }
 
@@ -291,7 +309,7 @@ mod tests {
             eval_steps,
             accum,
             TrainBatcher {
-                pad_id: 0,
+                padding: 0.into(),
                 num_labels: 2,
             },
             Device::default(),

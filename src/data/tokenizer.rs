@@ -13,6 +13,7 @@ use tokenizers::{
     EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
+use super::batcher::Padding;
 use crate::error::{Error, Result};
 
 /// One tokenized example, without padding (the batcher pads).
@@ -30,6 +31,7 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     pad_id: u32,
     max_len: usize,
+    pad_multiple: usize,
 }
 
 /// The fields of `tokenizer_config.json` the `vocab.txt` fallback needs.
@@ -95,7 +97,28 @@ impl TextTokenizer {
             inner,
             pad_id: pad_token_id,
             max_len,
+            pad_multiple: 1,
         })
+    }
+
+    /// Batches pad to a multiple of `multiple` tokens (at most `max_len`); 1: to the longest.
+    pub fn with_pad_multiple(mut self, multiple: usize) -> Result<Self> {
+        if multiple == 0 {
+            return Err(Error::Input(
+                "--pad-to-multiple-of 0: use 1 to pad to the longest input".into(),
+            ));
+        }
+        self.pad_multiple = multiple;
+        Ok(self)
+    }
+
+    /// How batches of this tokenizer's inputs are padded.
+    pub fn padding(&self) -> Padding {
+        Padding {
+            id: self.pad_id,
+            multiple: self.pad_multiple,
+            max_len: self.max_len,
+        }
     }
 
     /// The id used to pad batches.

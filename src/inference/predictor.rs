@@ -186,7 +186,7 @@ impl Predictor {
 
     /// Logits `[examples.len()][num_labels]` of one padded batch.
     fn forward_rows(&self, examples: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
-        let batch = collate(examples, self.tokenizer.pad_id(), &self.device);
+        let batch = collate(examples, self.tokenizer.padding(), &self.device);
         let output =
             self.model
                 .forward(batch.input_ids, batch.token_type_ids, batch.attention_mask);

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 
 use super::metric::Predictions;
 use super::step::Trainee;
-use crate::data::{BatchedDataset, LabelSpace, TrainBatcher, TrainItem, sorted_batches};
+use crate::data::{BatchedDataset, LabelSpace, Padding, TrainBatcher, TrainItem, sorted_batches};
 use crate::error::{Error, Result};
 use crate::metrics::MetricValues;
 use burn::data::dataset::Dataset;
@@ -19,14 +19,14 @@ pub fn evaluate(
     items: Arc<Vec<TrainItem>>,
     space: &LabelSpace,
     batch_size: usize,
-    pad_id: u32,
+    padding: Padding,
     threshold: f64,
     device: &Device,
 ) -> Result<(MetricValues, Predictions)> {
     let lengths: Vec<usize> = items.iter().map(|i| i.encoded.input_ids.len()).collect();
     let dataset = BatchedDataset::new(items.clone(), sorted_batches(&lengths, batch_size));
     let batcher = TrainBatcher {
-        pad_id,
+        padding,
         num_labels: space.names.len(),
     };
     let mut predictions = Predictions::default();
