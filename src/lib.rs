@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: CLI → config → data → batcher → model → Learner → artifacts.
 
+pub mod alloc;
 pub mod backend;
 pub mod checkpoint;
 pub mod cli;
