@@ -71,6 +71,16 @@ impl BackendKind {
         kinds
     }
 
+    /// The batch padding multiple when none is configured: wgpu compiles and tunes its kernels
+    /// for each tensor shape, so fewer sequence lengths make it several times faster (README,
+    /// "On a GPU"); the CPU backends gain nothing from extra padding.
+    pub fn default_pad_multiple(self) -> usize {
+        match self {
+            Self::Wgpu => 32,
+            _ => 1,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Ndarray => "ndarray",
@@ -109,15 +119,9 @@ fn parse_device(spec: &str) -> Result<DeviceSpec> {
     }
 }
 
-/// Picks the backend and the device: `backend` if given; else the only backend compiled in, or
-/// the one enabled besides the default `ndarray`; several others need `--backend`. Every float
-/// tensor created on the device (parameters, activations, gradients, optimizer state) then has
-/// the `precision` type; a device that cannot compute in it is an error.
-pub fn select_device(
-    backend: Option<BackendKind>,
-    device: &str,
-    precision: Precision,
-) -> Result<Device> {
+/// The backend a run uses: `backend` if given; else the only backend compiled in, or the one
+/// enabled besides the default `ndarray`; several others need `--backend`.
+pub fn resolve_backend(backend: Option<BackendKind>) -> Result<BackendKind> {
     let compiled = BackendKind::compiled();
     let names = || {
         compiled
@@ -126,33 +130,37 @@ pub fn select_device(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let kind = match (backend, compiled.as_slice()) {
-        (Some(kind), _) if compiled.contains(&kind) => kind,
-        (Some(kind), _) => {
-            return Err(Error::Device(format!(
-                "this build has no '{}' backend (built with: {}); rebuild with --features {}",
-                kind.name(),
-                names(),
-                kind.name()
-            )));
-        }
-        (None, [only]) => *only,
+    match (backend, compiled.as_slice()) {
+        (Some(kind), _) if compiled.contains(&kind) => Ok(kind),
+        (Some(kind), _) => Err(Error::Device(format!(
+            "this build has no '{}' backend (built with: {}); rebuild with --features {}",
+            kind.name(),
+            names(),
+            kind.name()
+        ))),
+        (None, [only]) => Ok(*only),
         // `ndarray` is the default feature: a build with `--features wgpu` (or tch, flex) means
         // that backend. Two such backends need an explicit choice.
-        (None, [BackendKind::Ndarray, other]) => *other,
-        (None, []) => {
-            return Err(Error::Device(
-                "this build has no backend; build with --features ndarray, flex, wgpu or tch"
-                    .into(),
-            ));
-        }
-        (None, _) => {
-            return Err(Error::Device(format!(
-                "this build has several backends ({}); choose one with --backend",
-                names()
-            )));
-        }
-    };
+        (None, [BackendKind::Ndarray, other]) => Ok(*other),
+        (None, []) => Err(Error::Device(
+            "this build has no backend; build with --features ndarray, flex, wgpu or tch".into(),
+        )),
+        (None, _) => Err(Error::Device(format!(
+            "this build has several backends ({}); choose one with --backend",
+            names()
+        ))),
+    }
+}
+
+/// Picks the backend ([`resolve_backend`]) and the device. Every float tensor created on the
+/// device (parameters, activations, gradients, optimizer state) then has the `precision` type;
+/// a device that cannot compute in it is an error.
+pub fn select_device(
+    backend: Option<BackendKind>,
+    device: &str,
+    precision: Precision,
+) -> Result<Device> {
+    let kind = resolve_backend(backend)?;
     let spec = parse_device(device)?;
     let mut selected = device_of(kind, spec, device)?;
     if precision != Precision::F32 {
@@ -236,6 +244,14 @@ mod tests {
         assert_eq!(parse_device("cpu").unwrap(), DeviceSpec::Cpu);
         assert!(parse_device("tpu:0").is_err());
         assert!(parse_device("gpu:x").is_err());
+    }
+
+    #[test]
+    fn only_wgpu_pads_batches_to_a_multiple_by_default() {
+        assert_eq!(BackendKind::Wgpu.default_pad_multiple(), 32);
+        for kind in [BackendKind::Ndarray, BackendKind::Flex, BackendKind::Tch] {
+            assert_eq!(kind.default_pad_multiple(), 1, "{kind:?}");
+        }
     }
 
     #[test]

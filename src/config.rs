@@ -98,9 +98,9 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
     /// Pad each batch to a multiple of this many tokens (at most max_len); 1 pads to the longest
-    /// input only. Fewer distinct shapes: GPU backends compile and tune kernels per shape.
-    #[arg(long, default_value_t = 1)]
-    pub pad_to_multiple_of: usize,
+    /// input only. Default: 32 on wgpu (it compiles and tunes kernels per shape), 1 elsewhere.
+    #[arg(long)]
+    pub pad_to_multiple_of: Option<usize>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Also evaluate (and checkpoint) every N optimizer steps, not only at each epoch end.

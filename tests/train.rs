@@ -297,6 +297,11 @@ fn ctrl_c_checkpoints_at_the_next_step_and_resume_finishes_the_run() {
     assert!(stopped < 256.0, "stopped at step {stopped}");
     assert!(out.path().join("checkpoint/model-1.bpk").is_file());
     assert!(out.path().join("model.safetensors").is_file());
+    // The padding multiple the backend defaulted to is part of the saved configuration.
+    let saved = std::fs::read_to_string(out.path().join("train_config.toml")).unwrap();
+    let kind = burnbert::backend::resolve_backend(None).unwrap();
+    let expected = format!("pad_to_multiple_of = {}", kind.default_pad_multiple());
+    assert!(saved.lines().any(|l| l == expected), "{saved}");
 
     // --resume continues at that step and ends at the last one (2 epochs × 256 steps).
     let resumed = common::burnbert_ok(

@@ -45,7 +45,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let device = args.device.device()?;
-    let (predictor, notices) = args.batch.load(&args.model, device.clone())?;
+    let (predictor, notices) = args.batch.load(&args.model, &args.device)?;
     print_notices(&notices);
     let space = LabelSpace {
         task: problem_type(&predictor.config),

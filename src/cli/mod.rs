@@ -6,7 +6,7 @@ mod train;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::backend::{BackendKind, Precision, select_device};
+use crate::backend::{BackendKind, Precision, resolve_backend, select_device};
 use crate::checkpoint::resolve_model;
 use crate::data::{Columns, Format};
 use crate::error::{Error, Result};
@@ -90,21 +90,24 @@ pub struct BatchArgs {
     pub max_len: Option<usize>,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Pad each batch to a multiple of this many tokens (1: to the longest input).
-    #[arg(long, default_value_t = 1)]
-    pub pad_to_multiple_of: usize,
+    /// Pad each batch to a multiple of this many tokens (1: to the longest input; default: 32 on
+    /// wgpu, 1 elsewhere).
+    #[arg(long)]
+    pub pad_to_multiple_of: Option<usize>,
 }
 
 impl BatchArgs {
-    /// Loads `model` on `device` with this truncation and padding.
-    pub fn load(&self, model: &str, device: Device) -> Result<(Predictor, Vec<String>)> {
+    /// Loads `model` on the device `on` selects, with this truncation and padding.
+    pub fn load(&self, model: &str, on: &DeviceArgs) -> Result<(Predictor, Vec<String>)> {
         if self.batch_size == 0 {
             return Err(Error::Input("--batch-size must be at least 1".into()));
         }
-        let (mut predictor, notices) = Predictor::load(model, self.max_len, device)?;
-        predictor.tokenizer = predictor
-            .tokenizer
-            .with_pad_multiple(self.pad_to_multiple_of)?;
+        let multiple = match self.pad_to_multiple_of {
+            Some(multiple) => multiple,
+            None => on.kind()?.default_pad_multiple(),
+        };
+        let (mut predictor, notices) = Predictor::load(model, self.max_len, on.device()?)?;
+        predictor.tokenizer = predictor.tokenizer.with_pad_multiple(multiple)?;
         Ok((predictor, notices))
     }
 }
@@ -127,6 +130,11 @@ impl DeviceArgs {
     /// The Burn device these options select.
     pub fn device(&self) -> Result<Device> {
         select_device(self.backend, &self.device, self.precision)
+    }
+
+    /// The backend these options select.
+    pub fn kind(&self) -> Result<BackendKind> {
+        resolve_backend(self.backend)
     }
 }
 

@@ -44,7 +44,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     if args.top_k == Some(0) {
         return Err(Error::Input("--top-k must be at least 1".into()));
     }
-    let (mut predictor, notices) = args.batch.load(&args.model, args.device.device()?)?;
+    let (mut predictor, notices) = args.batch.load(&args.model, &args.device)?;
     predictor.threshold = args.threshold;
     print_notices(&notices);
     let Some(input) = &args.input else {

@@ -89,7 +89,7 @@ pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Resu
     )?;
     let train_targets = space.targets(&train_rows, &train_path)?;
     let tokenizer = TextTokenizer::from_dir(model_dir, config.max_len, pad_id)?
-        .with_pad_multiple(config.pad_to_multiple_of)?;
+        .with_pad_multiple(config.pad_to_multiple_of.unwrap_or(1))?;
     let items = |rows: &[RawRow], targets: Vec<crate::data::Target>| -> Result<Vec<TrainItem>> {
         rows.iter()
             .zip(targets)
