@@ -192,6 +192,9 @@ impl TrainConfig {
         if self.eval_steps == Some(0) {
             return bad("eval_steps must be at least 1");
         }
+        if self.pad_to_multiple_of == Some(0) {
+            return bad("pad_to_multiple_of must be at least 1 (1 pads to the longest input)");
+        }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             return bad("warmup_ratio must be in [0, 1)");
         }
@@ -262,6 +265,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("warmup_ratio"), "{err}");
+        let err = resolve(&[], "train = \"t\"\npad_to_multiple_of = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pad_to_multiple_of must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

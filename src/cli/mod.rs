@@ -102,10 +102,7 @@ impl BatchArgs {
         if self.batch_size == 0 {
             return Err(Error::Input("--batch-size must be at least 1".into()));
         }
-        let multiple = match self.pad_to_multiple_of {
-            Some(multiple) => multiple,
-            None => on.kind()?.default_pad_multiple(),
-        };
+        let multiple = on.pad_multiple(self.pad_to_multiple_of)?;
         let (mut predictor, notices) = Predictor::load(model, self.max_len, on.device()?)?;
         predictor.tokenizer = predictor.tokenizer.with_pad_multiple(multiple)?;
         Ok((predictor, notices))
@@ -132,9 +129,12 @@ impl DeviceArgs {
         select_device(self.backend, &self.device, self.precision)
     }
 
-    /// The backend these options select.
-    pub fn kind(&self) -> Result<BackendKind> {
-        resolve_backend(self.backend)
+    /// The batch padding multiple: `configured`, else the selected backend's default.
+    pub fn pad_multiple(&self, configured: Option<usize>) -> Result<usize> {
+        match configured {
+            Some(multiple) => Ok(multiple),
+            None => Ok(resolve_backend(self.backend)?.default_pad_multiple()),
+        }
     }
 }
 

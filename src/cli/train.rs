@@ -34,9 +34,7 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
         None => None,
     };
     let mut config = TrainConfig::resolve(&args.train, matches, file.as_deref())?;
-    if config.pad_to_multiple_of.is_none() {
-        config.pad_to_multiple_of = Some(args.device.kind()?.default_pad_multiple());
-    }
+    config.pad_to_multiple_of = Some(args.device.pad_multiple(config.pad_to_multiple_of)?);
     let device = args.device.device()?;
     train(&config, &device)?;
     Ok(())
