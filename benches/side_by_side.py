@@ -2,14 +2,17 @@
 """burnbert and Hugging Face Trainer (PyTorch) on the identical job, same machine, same run:
 all-MiniLM-L6-v2, the first N SST-2 training rows, 1 epoch, batch 32, max_len 128, dynamic
 padding, fp32, AdamW 5e-5 (wd 0.01, not on bias/LayerNorm), 10% warmup then cosine, grad-norm 1.0,
-seed 42. Prints samples/s of each, their ratio, the peak memory of each, and both dev
-accuracies.
+seed 42. Prints, for each side, samples/s, peak memory, user and system CPU seconds, page faults
+and dev accuracy, then the ratios. The Trainer runs twice: grouping batches by length as burnbert
+does (`train_sampling_strategy="group_by_length"`, `group_by_length=True` before transformers 5),
+the identical job and the ratio the README quotes; and with its default random batches, for
+reference. `--no-random` skips the second.
 
     python3 benches/side_by_side.py [--rows 2000] [--burnbert target/release/burnbert] \
         [--extra="--backend tch" ...] [--cuda] [--keep DIR]
 
-Each `--extra` is one burnbert run (flags as one string); the Trainer runs once. Peak memory is
-the process's RSS on CPU; with `--cuda` the Trainer runs on the GPU and peak memory is the GPU's
+Each `--extra` is one burnbert run (flags as one string). Peak memory is the process's RSS on
+CPU; with `--cuda` the Trainer runs on the GPU and peak memory is the GPU's
 (nvidia-smi's memory.used over the run, minus what was used before it). `--keep DIR` keeps each
 burnbert run's output (model, metrics, logs) as DIR/1, DIR/2, ….
 
@@ -34,7 +37,7 @@ import csv, json, sys, time
 import numpy as np, torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                           Trainer, TrainingArguments)
-model_dir, train_path, dev_path, rows, out = sys.argv[1:6]
+model_dir, train_path, dev_path, rows, out, sampling = sys.argv[1:7]
 def read(path, n=None):
     with open(path, encoding="utf-8") as f:
         r = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -42,6 +45,13 @@ def read(path, n=None):
         data = [(t, int(l)) for t, l in r]
     return data[:n] if n else data
 tok = AutoTokenizer.from_pretrained(model_dir)
+fields = TrainingArguments.__dataclass_fields__
+if sampling == "random":
+    grouping = {}
+elif "train_sampling_strategy" in fields:  # transformers 5
+    grouping = {"train_sampling_strategy": "group_by_length"}
+else:
+    grouping = {"group_by_length": True}
 class DS(torch.utils.data.Dataset):
     def __init__(self, rows): self.enc = [dict(tok(t, truncation=True, max_length=128), labels=l) for t, l in rows]
     def __len__(self): return len(self.enc)
@@ -51,7 +61,7 @@ model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels
 args = TrainingArguments(output_dir=out, per_device_train_batch_size=32, per_device_eval_batch_size=64,
     learning_rate=5e-5, weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="cosine", num_train_epochs=1,
     max_grad_norm=1.0, seed=42, report_to=[], save_strategy="no", logging_strategy="no",
-    use_cpu=not torch.cuda.is_available())
+    use_cpu=not torch.cuda.is_available(), **grouping)
 def metrics(p): return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
 trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                   data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
@@ -92,21 +102,72 @@ class GpuPeak:
         return self.peak - self.base
 
 
-def run_measured(cmd, cuda, **kwargs):
-    """Runs cmd; returns (process, peak MB): GPU memory with cuda, else the child's peak RSS
-    (through /usr/bin/time when present)."""
-    if cuda:
-        with GpuPeak() as gpu:
-            proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-        return proc, gpu.mb()
-    if os.path.exists("/usr/bin/time"):
-        cmd = ["/usr/bin/time", "-f", "PEAK_KB %M"] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    peak = float("nan")
-    for line in proc.stderr.splitlines():
-        if line.startswith("PEAK_KB "):
-            peak = int(line.split()[1]) / 1024
-    return proc, peak
+class Usage:
+    """What one process used: peak memory (MB), user and system CPU seconds, page faults."""
+
+    def __init__(self, rusage, peak_mb):
+        self.peak = peak_mb if peak_mb is not None else rusage.ru_maxrss / 1024
+        self.user = rusage.ru_utime
+        self.system = rusage.ru_stime
+        self.minor_faults = rusage.ru_minflt
+        self.major_faults = rusage.ru_majflt
+
+
+def run_measured(cmd, cuda, timeout=None, **kwargs):
+    """Runs cmd; returns (process, Usage) with the child's own rusage (os.wait4): CPU times, page
+    faults and, on CPU, its peak RSS; with cuda the peak is GPU memory."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        gpu = GpuPeak() if cuda else None
+        if gpu:
+            gpu.__enter__()
+        child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, **kwargs)
+        deadline = time.time() + timeout if timeout else None
+        try:
+            while True:
+                pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
+                if pid:
+                    break
+                if deadline and time.time() > deadline:
+                    child.kill()
+                    os.wait4(child.pid, 0)
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+                time.sleep(0.05)
+        finally:
+            if gpu:
+                gpu.__exit__()
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
+    return proc, Usage(rusage, gpu.mb() if gpu else None)
+
+
+def cpu_model():
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def transparent_hugepages():
+    """The kernel's transparent huge page mode (always / madvise / never)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def print_table(rows, memory):
+    print(f"{'':44}{'samples/s':>10}{memory:>13}{'user s':>9}{'sys s':>8}{'minor faults':>14}{'dev acc':>9}")
+    for name, sps, use, acc in rows:
+        print(f"{name:44}{sps:>10.1f}{use.peak:>13.0f}{use.user:>9.1f}{use.system:>8.1f}"
+              f"{use.minor_faults:>14,}{acc:>9.4f}")
 
 
 def main():
@@ -116,6 +177,8 @@ def main():
     parser.add_argument("--extra", action="append",
                         help='burnbert train flags of one run, as one string: --extra="--backend tch"; repeatable')
     parser.add_argument("--cuda", action="store_true", help="Trainer on the GPU; GPU peak memory")
+    parser.add_argument("--no-random", action="store_true",
+                        help="skip the Trainer run with its default random batches")
     parser.add_argument("--keep", help="keep each burnbert run's output directory as KEEP/1, KEEP/2, ...")
     parser.add_argument("--timeout", type=float, help="seconds one burnbert run may take (it is then reported as such)")
     args = parser.parse_args()
@@ -133,7 +196,7 @@ def main():
                    "--output", out] + shlex.split(extra)
             name = f"burnbert {extra}".strip()
             try:
-                proc, peak = run_measured(cmd, args.cuda, cwd=ROOT, timeout=args.timeout)
+                proc, use = run_measured(cmd, args.cuda, cwd=ROOT, timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 print(f"{name}: over {args.timeout:.0f} s, left out", file=sys.stderr, flush=True)
                 continue
@@ -145,25 +208,36 @@ def main():
                 parts = line.rsplit(None, 1)
                 if len(parts) == 2:
                     summary[parts[0].strip()] = parts[1]
-            rows.append((name, float(summary["train samples/s"]), peak, float(summary["eval accuracy"])))
-            print(f"{name}: {rows[-1][1]:.1f} samples/s, peak {peak:.0f} MB, dev accuracy {rows[-1][3]:.4f}",
+            rows.append((name, float(summary["train samples/s"]), use, float(summary["eval accuracy"])))
+            print(f"{name}: {rows[-1][1]:.1f} samples/s, peak {use.peak:.0f} MB, "
+                  f"{use.user:.1f} s user, {use.system:.1f} s sys, {use.minor_faults:,} minor faults, "
+                  f"dev accuracy {rows[-1][3]:.4f}", file=sys.stderr, flush=True)
+        trainers = [("group_by_length", "transformers Trainer, grouped by length")]
+        if not args.no_random:
+            trainers.append(("random", "transformers Trainer, random batches"))
+        hf_rows = []
+        for sampling, name in trainers:
+            hf_cmd = [sys.executable, "-c", HF_JOB, model_dir, train, dev, str(args.rows),
+                      os.path.join(tmp, "hf-" + sampling), sampling]
+            proc, use = run_measured(hf_cmd, args.cuda)
+            if proc.returncode != 0:
+                sys.exit(proc.stderr[-2000:])
+            hf = json.loads(proc.stdout.strip().splitlines()[-1])
+            hf_rows.append((name, hf["samples_per_second"], use, hf["accuracy"]))
+            print(f"{name}: {hf['samples_per_second']:.1f} samples/s, peak {use.peak:.0f} MB, "
+                  f"{use.user:.1f} s user, {use.system:.1f} s sys, {use.minor_faults:,} minor faults",
                   file=sys.stderr, flush=True)
-        hf_cmd = [sys.executable, "-c", HF_JOB, model_dir, train, dev, str(args.rows), os.path.join(tmp, "hf")]
-        proc, hf_peak = run_measured(hf_cmd, args.cuda)
-        if proc.returncode != 0:
-            sys.exit(proc.stderr[-2000:])
-        hf = json.loads(proc.stdout.strip().splitlines()[-1])
     where = "GPU" if args.cuda else "CPU"
-    print(f"job: all-MiniLM-L6-v2, {args.rows} SST-2 rows, 1 epoch, batch 32, max_len 128, fp32; "
-          f"{os.cpu_count()} CPUs; Trainer on {where}")
-    memory = "peak GPU MB" if args.cuda else "peak RSS MB"
-    print(f"{'':40}{'samples/s':>12}{memory:>14}{'dev accuracy':>14}")
-    for name, sps, peak, acc in rows:
-        print(f"{name:40}{sps:>12.1f}{peak:>14.0f}{acc:>14.4f}")
-    print(f"{'transformers Trainer':40}{hf['samples_per_second']:>12.1f}{hf_peak:>14.0f}{hf['accuracy']:>14.4f}")
-    for name, sps, peak, _ in rows:
-        print(f"ratio {name} / PyTorch: {sps / hf['samples_per_second']:.2f}x samples/s, "
-              f"{peak / hf_peak:.2f}x peak memory")
+    import torch, transformers
+    print(f"job: all-MiniLM-L6-v2, {args.rows} SST-2 rows, 1 epoch, batch 32, max_len 128, fp32; Trainer on {where}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, transparent huge pages {transparent_hugepages()}; "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}")
+    print_table(rows + hf_rows, "peak GPU MB" if args.cuda else "peak RSS MB")
+    for hf_name, hf_sps, hf_use, _ in hf_rows:
+        for name, sps, use, _ in rows:
+            print(f"ratio {name} / {hf_name}: {sps / hf_sps:.2f}x samples/s, "
+                  f"{use.peak / hf_use.peak:.2f}x peak memory, "
+                  f"{(use.user + use.system) / (hf_use.user + hf_use.system):.2f}x CPU time")
 
 
 if __name__ == "__main__":
