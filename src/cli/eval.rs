@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{BatchArgs, DeviceArgs, InputColumns, print_notices};
-use crate::data::{LabelSpace, TrainItem, read_checked};
+use crate::data::{LabelSpace, read_checked, train_items};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::inference::problem_type;
@@ -62,18 +62,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .replace("the training labels", "the model's labels"),
         )
     })?;
-    let items = rows
-        .iter()
-        .zip(targets)
-        .map(|(row, target)| {
-            Ok(TrainItem {
-                encoded: predictor
-                    .tokenizer
-                    .encode(&row.text, row.text_pair.as_deref())?,
-                target,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let items = train_items(&predictor.tokenizer, &rows, targets)?;
     let padding = predictor.tokenizer.padding();
     let trainee = Trainee {
         model: predictor.model,

@@ -12,13 +12,30 @@ use rand::seq::SliceRandom;
 
 use super::batcher::{Padding, TextBatch, collate};
 use super::labels::Target;
-use super::tokenizer::Encoded;
+use super::table::RawRow;
+use super::tokenizer::{Encoded, TextTokenizer};
+use crate::error::Result;
 
 /// A tokenized, labelled example.
 #[derive(Clone, Debug)]
 pub struct TrainItem {
     pub encoded: Encoded,
     pub target: Target,
+}
+
+/// Tokenizes `rows` in parallel and pairs each with its target.
+pub fn train_items(
+    tokenizer: &TextTokenizer,
+    rows: &[RawRow],
+    targets: Vec<Target>,
+) -> Result<Vec<TrainItem>> {
+    let encoded =
+        tokenizer.encode_batch(rows.iter().map(|r| (r.text.as_str(), r.text_pair.as_deref())))?;
+    Ok(encoded
+        .into_iter()
+        .zip(targets)
+        .map(|(encoded, target)| TrainItem { encoded, target })
+        .collect())
 }
 
 /// The targets of a batch, by task.

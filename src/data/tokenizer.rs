@@ -133,18 +133,28 @@ impl TextTokenizer {
 
     /// Tokenizes one text or text pair, with special tokens and truncation.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
-        let input: EncodeInput = match pair {
-            Some(pair) => (text, pair).into(),
-            None => text.into(),
-        };
         let encoding = self
             .inner
-            .encode(input, true)
+            .encode(encode_input(text, pair), true)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(Encoded {
-            input_ids: encoding.get_ids().to_vec(),
-            token_type_ids: encoding.get_type_ids().to_vec(),
-        })
+        Ok(encoded(&encoding))
+    }
+
+    /// Tokenizes many texts or text pairs, in parallel (the tokenizer's batch encoding); the
+    /// same as [`Self::encode`] on each.
+    pub fn encode_batch<'a>(
+        &self,
+        inputs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+    ) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> = inputs
+            .into_iter()
+            .map(|(text, pair)| encode_input(text, pair))
+            .collect();
+        let encodings = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encodings.iter().map(encoded).collect())
     }
 
     /// Saves `tokenizer.json` (without truncation/padding settings) into `dir`.
@@ -161,6 +171,20 @@ impl TextTokenizer {
 }
 
 /// A BERT tokenizer from `vocab.txt`, configured like transformers' `BertTokenizerFast`.
+fn encode_input<'a>(text: &'a str, pair: Option<&'a str>) -> EncodeInput<'a> {
+    match pair {
+        Some(pair) => (text, pair).into(),
+        None => text.into(),
+    }
+}
+
+fn encoded(encoding: &tokenizers::Encoding) -> Encoded {
+    Encoded {
+        input_ids: encoding.get_ids().to_vec(),
+        token_type_ids: encoding.get_type_ids().to_vec(),
+    }
+}
+
 fn wordpiece_from_vocab(dir: &Path) -> Result<Tokenizer> {
     let vocab = dir.join("vocab.txt");
     if !vocab.is_file() {

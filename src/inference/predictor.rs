@@ -152,10 +152,11 @@ impl Predictor {
 
     /// Tokenizes every input.
     pub fn encode(&self, inputs: &[TextInput]) -> Result<Vec<Encoded>> {
-        inputs
-            .iter()
-            .map(|i| self.tokenizer.encode(&i.text, i.text_pair.as_deref()))
-            .collect()
+        self.tokenizer.encode_batch(
+            inputs
+                .iter()
+                .map(|i| (i.text.as_str(), i.text_pair.as_deref())),
+        )
     }
 
     /// Raw logits `[inputs.len()][num_labels]`, computed in batches of similar length.

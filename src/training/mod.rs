@@ -37,7 +37,7 @@ use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model, save_p
 use crate::config::TrainConfig;
 use crate::data::{
     BatchedDataset, Columns, LabelSpace, RawRow, StreamState, TextTokenizer, TrainBatcher,
-    TrainItem, TrainStream, infer_task, parse_task, read_checked, sorted_batches, stratified_split,
+    TrainItem, TrainStream, infer_task, train_items, parse_task, read_checked, sorted_batches, stratified_split,
 };
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -90,17 +90,7 @@ pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Resu
     let train_targets = space.targets(&train_rows, &train_path)?;
     let tokenizer = TextTokenizer::from_dir(model_dir, config.max_len, pad_id)?
         .with_pad_multiple(config.pad_to_multiple_of.unwrap_or(1))?;
-    let items = |rows: &[RawRow], targets: Vec<crate::data::Target>| -> Result<Vec<TrainItem>> {
-        rows.iter()
-            .zip(targets)
-            .map(|(row, target)| {
-                Ok(TrainItem {
-                    encoded: tokenizer.encode(&row.text, row.text_pair.as_deref())?,
-                    target,
-                })
-            })
-            .collect()
-    };
+    let items = |rows: &[RawRow], targets| train_items(&tokenizer, rows, targets);
     // Rows are picked (split, max_*_samples) before tokenizing, so a sample of a large file
     // tokenizes only what it uses.
     let pick = |idx: &[usize]| -> (Vec<RawRow>, Vec<crate::data::Target>) {
