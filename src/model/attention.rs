@@ -7,7 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, Linea
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
-use super::config::ModelConfig;
+use super::config::{Architecture, ModelConfig};
 
 /// Value added to the scores of padded keys; `exp` of it is 0 in f32 and f16.
 const MASKED_SCORE: f32 = -1e4;
@@ -109,11 +109,17 @@ pub struct BertSelfOutput {
 }
 
 impl BertSelfOutput {
+    /// DistilBERT has no dropout after its attention output projection (`out_lin`); BERT and
+    /// RoBERTa have `hidden_dropout_prob` there.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        let dropout = match config.architecture {
+            Architecture::DistilBert => 0.0,
+            _ => config.hidden_dropout_prob,
+        };
         Self {
             dense: linear(config.hidden_size, config.hidden_size, device),
             layer_norm: layer_norm(config, device),
-            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            dropout: DropoutConfig::new(dropout).init(),
         }
     }
 

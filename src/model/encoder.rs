@@ -103,3 +103,36 @@ impl BertEncoder {
         hidden
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn layer(json: &str) -> BertLayer {
+        let config = ModelConfig::from_json_str(json, Path::new("config.json")).unwrap();
+        BertLayer::new(&config, &Device::default())
+    }
+
+    /// Dropout sits where transformers has it: DistilBERT's attention output (`out_lin`) has
+    /// none, BERT's attention output has `hidden_dropout_prob`.
+    #[test]
+    fn dropout_after_the_attention_output_follows_the_architecture() {
+        let distil = layer(
+            r#"{"model_type":"distilbert","vocab_size":10,"dim":8,"n_layers":1,"n_heads":2,
+            "hidden_dim":16,"max_position_embeddings":32,"dropout":0.2,"attention_dropout":0.3}"#,
+        );
+        assert_eq!(distil.attention.output.dropout.prob, 0.0);
+        assert_eq!(distil.attention.self_attn.dropout.prob, 0.3);
+        assert_eq!(distil.output.dropout.prob, 0.2);
+        let bert = layer(
+            r#"{"model_type":"bert","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,
+            "num_attention_heads":2,"intermediate_size":16,"max_position_embeddings":32,
+            "hidden_dropout_prob":0.2,"attention_probs_dropout_prob":0.3}"#,
+        );
+        assert_eq!(bert.attention.output.dropout.prob, 0.2);
+        assert_eq!(bert.attention.self_attn.dropout.prob, 0.3);
+        assert_eq!(bert.output.dropout.prob, 0.2);
+    }
+}
