@@ -42,9 +42,9 @@ impl Precision {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// Pure-Rust CPU backend (`--features ndarray`, the default).
+    /// Burn's older pure-Rust CPU backend (`--features ndarray`).
     Ndarray,
-    /// Burn's newer pure-Rust CPU backend (`--features flex`).
+    /// Burn's newer pure-Rust CPU backend (`--features flex`, the default).
     Flex,
     /// Any GPU through Vulkan, Metal or DX12 (`--features wgpu`).
     Wgpu,
@@ -119,10 +119,18 @@ fn parse_device(spec: &str) -> Result<DeviceSpec> {
     }
 }
 
+/// The backend of the default cargo feature: the fastest CPU backend that needs only cargo
+/// (README, Performance).
+pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flex;
+
 /// The backend a run uses: `backend` if given; else the only backend compiled in, or the one
-/// enabled besides the default `ndarray`; several others need `--backend`.
+/// enabled besides the default [`DEFAULT_BACKEND`]; several others need `--backend`.
 pub fn resolve_backend(backend: Option<BackendKind>) -> Result<BackendKind> {
-    let compiled = BackendKind::compiled();
+    pick_backend(backend, &BackendKind::compiled())
+}
+
+/// [`resolve_backend`] for a build with the backends `compiled`.
+fn pick_backend(backend: Option<BackendKind>, compiled: &[BackendKind]) -> Result<BackendKind> {
     let names = || {
         compiled
             .iter()
@@ -130,7 +138,14 @@ pub fn resolve_backend(backend: Option<BackendKind>) -> Result<BackendKind> {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match (backend, compiled.as_slice()) {
+    // A build with `--features wgpu` (or tch, ndarray) means that backend, whatever the
+    // default feature added.
+    let chosen: Vec<BackendKind> = compiled
+        .iter()
+        .copied()
+        .filter(|&k| k != DEFAULT_BACKEND)
+        .collect();
+    match (backend, chosen.as_slice()) {
         (Some(kind), _) if compiled.contains(&kind) => Ok(kind),
         (Some(kind), _) => Err(Error::Device(format!(
             "this build has no '{}' backend (built with: {}); rebuild with --features {}",
@@ -139,11 +154,9 @@ pub fn resolve_backend(backend: Option<BackendKind>) -> Result<BackendKind> {
             kind.name()
         ))),
         (None, [only]) => Ok(*only),
-        // `ndarray` is the default feature: a build with `--features wgpu` (or tch, flex) means
-        // that backend. Two such backends need an explicit choice.
-        (None, [BackendKind::Ndarray, other]) => Ok(*other),
+        (None, []) if compiled.contains(&DEFAULT_BACKEND) => Ok(DEFAULT_BACKEND),
         (None, []) => Err(Error::Device(
-            "this build has no backend; build with --features ndarray, flex, wgpu or tch".into(),
+            "this build has no backend; build with --features flex, ndarray, wgpu or tch".into(),
         )),
         (None, _) => Err(Error::Device(format!(
             "this build has several backends ({}); choose one with --backend",
@@ -244,6 +257,20 @@ mod tests {
         assert_eq!(parse_device("cpu").unwrap(), DeviceSpec::Cpu);
         assert!(parse_device("tpu:0").is_err());
         assert!(parse_device("gpu:x").is_err());
+    }
+
+    #[test]
+    fn the_backend_named_by_a_feature_wins_over_the_default() {
+        use BackendKind::*;
+        let pick = |compiled: &[BackendKind]| pick_backend(None, compiled).ok();
+        assert_eq!(pick(&[Flex]), Some(Flex));
+        assert_eq!(pick(&[Ndarray, Flex]), Some(Ndarray));
+        assert_eq!(pick(&[Flex, Wgpu]), Some(Wgpu));
+        assert_eq!(pick(&[Ndarray]), Some(Ndarray));
+        assert_eq!(pick(&[Flex, Wgpu, Tch]), None);
+        assert_eq!(pick(&[]), None);
+        assert_eq!(pick_backend(Some(Flex), &[Flex, Wgpu, Tch]).ok(), Some(Flex));
+        assert!(pick_backend(Some(Tch), &[Flex]).is_err());
     }
 
     #[test]

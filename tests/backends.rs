@@ -1,4 +1,4 @@
-//! Every backend this build has (ndarray by default; also wgpu, flex or tch with their
+//! Every backend this build has (flex by default; also ndarray, wgpu or tch with their
 //! features): predictions on the real all-MiniLM-L6-v2 fixture agree with transformers within
 //! 1e-3, and a few training steps lower the loss.
 
