@@ -374,6 +374,30 @@ fn early_stopping_stops_and_keeps_the_best_epoch() {
     );
 }
 
+/// `min_delta` only decides patience (as transformers' threshold): the saved model is the
+/// evaluation with the lowest loss even when no gain reaches `min_delta`, and the checkpoint
+/// Burn keeps is that same evaluation's.
+#[test]
+fn min_delta_does_not_change_which_evaluation_is_saved() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.epochs = 3;
+    config.early_stopping_metric = "loss".into();
+    config.min_delta = 1.0;
+    config.lr = 1e-4; // the loss falls a little each epoch
+    let summary = train(&config, &device()).unwrap();
+    let history = read_history(&out.path().join("metrics.jsonl"));
+    let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
+    assert_eq!(losses.len(), 3);
+    let lowest = losses.iter().cloned().fold(f64::INFINITY, f64::min);
+    let expected = 1 + losses.iter().position(|&l| l == lowest).unwrap();
+    // The case that failed: the loss fell after the first evaluation, by less than 1.0.
+    assert!(expected > 1, "losses {losses:?}: the run must improve after evaluation 1");
+    assert_eq!(summary.best_evaluation, expected);
+    assert!(out.path().join("model.safetensors").is_file());
+}
+
 #[test]
 fn an_unknown_stopping_metric_is_refused_before_training() {
     let _turn = serial();

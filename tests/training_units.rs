@@ -1,5 +1,6 @@
 //! Training building blocks against numbers from transformers and torch
-//! (scripts/make_train_fixtures.py): LR schedules, global-norm clipping, weight-decay groups.
+//! (scripts/make_train_fixtures.py): LR schedules, global-norm clipping, weight-decay groups;
+//! and transformers' rules for the best evaluation and early stopping.
 
 mod common;
 
@@ -8,7 +9,9 @@ use burn::optim::GradientsParams;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::tensor::{Tensor, TensorData};
 use burnbert::model::{ModelConfig, SequenceClassifier};
-use burnbert::training::{ScheduleKind, WarmupDecay, clip_global_norm, decays};
+use burnbert::training::{
+    ScheduleKind, WarmupDecay, best_of, clip_global_norm, decays, patience_exhausted,
+};
 use common::{device, fixtures};
 use serde_json::Value;
 
@@ -156,4 +159,32 @@ fn weight_decay_skips_biases_and_layer_norms_only() {
     let biases = paths.0.iter().filter(|p| p.ends_with(".bias")).count();
     let norms = paths.0.iter().filter(|p| p.contains("layer_norm")).count();
     assert_eq!(no_decay.len(), biases + norms);
+}
+
+/// transformers picks the best model by the metric alone (strictly better; ties keep the
+/// earlier), whatever `early_stopping_threshold` is.
+#[test]
+fn the_best_evaluation_is_the_strictly_best_value() {
+    let losses = [(1, 0.70), (2, 0.60), (3, 0.60), (4, f64::NAN), (5, 0.65)];
+    assert_eq!(best_of(losses, false), Some((2, 0.60)));
+    let accuracies = [(1, 0.5), (2, 0.8), (3, 0.8), (4, 0.79)];
+    assert_eq!(best_of(accuracies, true), Some((2, 0.8)));
+    assert_eq!(best_of([(1, f64::NAN), (2, f64::INFINITY)], false), None);
+}
+
+/// EarlyStoppingCallback: an improvement must beat the best before it by more than the
+/// threshold; smaller gains still move the best, and do not reset the count.
+#[test]
+fn patience_counts_evaluations_without_a_large_enough_gain() {
+    // Each evaluation gains 0.05 on the one before: with min_delta 0.1 none counts.
+    let creeping = [0.50, 0.45, 0.40, 0.35];
+    assert!(!patience_exhausted(&creeping[..3], false, 0.1, 3));
+    assert!(patience_exhausted(&creeping, false, 0.1, 3));
+    assert!(!patience_exhausted(&creeping, false, 0.0, 1));
+    // 0.38 beats the first best (0.5) by more than 0.1 but the best before it (0.45) by
+    // less: not an improvement.
+    assert!(patience_exhausted(&[0.5, 0.45, 0.38], false, 0.1, 2));
+    // Higher is better: a gain above the threshold resets the count.
+    assert!(!patience_exhausted(&[0.5, 0.5, 0.7], true, 0.1, 2));
+    assert!(patience_exhausted(&[0.5, 0.5, 0.55], true, 0.1, 2));
 }

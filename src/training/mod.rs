@@ -199,14 +199,63 @@ fn available_metrics(task: ProblemType) -> Vec<&'static str> {
     keys
 }
 
-/// Stops after `patience` evaluations without an improvement of at least `min_delta`.
+/// Whether `value` is a better evaluation than `best` (transformers' rule for the best model):
+/// strictly higher (or lower) than the best so far, so ties keep the earlier evaluation; NaN
+/// and infinities never are.
+pub fn improves(value: f64, best: Option<f64>, higher: bool) -> bool {
+    value.is_finite()
+        && match best {
+            None => true,
+            Some(best) if higher => value > best,
+            Some(best) => value < best,
+        }
+}
+
+/// The best evaluation of `values` (evaluation, value) by [`improves`]: the rule that picks the
+/// saved model, the checkpoint Burn keeps and the reference of patience.
+pub fn best_of(
+    values: impl IntoIterator<Item = (usize, f64)>,
+    higher: bool,
+) -> Option<(usize, f64)> {
+    values.into_iter().fold(None, |best, (evaluation, value)| {
+        if improves(value, best.map(|(_, b)| b), higher) {
+            Some((evaluation, value))
+        } else {
+            best
+        }
+    })
+}
+
+/// Whether training should stop after the evaluations `values` (in order), as transformers'
+/// `EarlyStoppingCallback`: an evaluation counts as an improvement when it beats the best
+/// before it ([`improves`]) by more than `min_delta`; `patience` evaluations in a row without
+/// one stop the run. `min_delta` never changes which evaluation is the best.
+pub fn patience_exhausted(values: &[f64], higher: bool, min_delta: f64, patience: usize) -> bool {
+    let mut best = None;
+    let mut waited = 0;
+    for &value in values {
+        let beats = improves(value, best, higher);
+        let by_enough = best.is_none_or(|b: f64| (value - b).abs() > min_delta);
+        if beats && by_enough {
+            waited = 0;
+        } else {
+            waited += 1;
+        }
+        if beats {
+            best = Some(value);
+        }
+    }
+    waited >= patience
+}
+
+/// Early stopping on the validation metric `name` (see [`patience_exhausted`]), and the end of
+/// a run stopped with Ctrl-C.
 #[derive(Clone)]
 struct Patience {
     name: String,
     higher: bool,
     patience: Option<usize>,
     min_delta: f64,
-    best: Option<(usize, f64)>,
     /// A Ctrl-C stop ends training after the evaluation and checkpoint in progress.
     progress: Arc<StreamState>,
 }
@@ -216,45 +265,24 @@ impl EarlyStoppingStrategy for Patience {
         if self.progress.stop_requested() {
             return true;
         }
-        let Some(value) = store.find_metric(&self.name, epoch, Aggregate::Mean, &Split::Valid)
-        else {
+        let Some(patience) = self.patience else {
             return false;
         };
-        let improved = match self.best {
-            None => true,
-            Some((_, best)) if self.higher => value > best + self.min_delta,
-            Some((_, best)) => value < best - self.min_delta,
-        };
-        if improved {
-            self.best = Some((epoch, value));
-            return false;
-        }
-        match (self.patience, self.best) {
-            (Some(patience), Some((best_epoch, _))) => epoch - best_epoch >= patience,
-            _ => false,
-        }
+        // Every evaluation so far, those before a resume included (Burn reads them back).
+        let values: Vec<f64> = (1..=epoch)
+            .filter_map(|e| store.find_metric(&self.name, e, Aggregate::Mean, &Split::Valid))
+            .collect();
+        patience_exhausted(&values, self.higher, self.min_delta, patience)
     }
 }
 
-/// The best epoch in the validation history: the first that no later epoch beats by more
-/// than `min_delta`.
-pub fn best_epoch(history: &History, key: &str, min_delta: f64) -> Option<(usize, f64)> {
-    let higher = higher_is_better(key);
-    let mut best: Option<(usize, f64)> = None;
-    for (&epoch, values) in history.get("valid")? {
-        let Some(&value) = values.get(key) else {
-            continue;
-        };
-        let better = match best {
-            None => true,
-            Some((_, b)) if higher => value > b + min_delta,
-            Some((_, b)) => value < b - min_delta,
-        };
-        if better {
-            best = Some((epoch, value));
-        }
-    }
-    best
+/// The best evaluation in the validation history by [`best_of`].
+pub fn best_epoch(history: &History, key: &str) -> Option<(usize, f64)> {
+    let values = history
+        .get("valid")?
+        .iter()
+        .filter_map(|(&evaluation, values)| Some((evaluation, *values.get(key)?)));
+    best_of(values, higher_is_better(key))
 }
 
 /// Reads `metrics.jsonl` back into a [`History`].
@@ -514,7 +542,6 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             higher,
             patience: config.patience,
             min_delta: config.min_delta,
-            best: None,
             progress: progress.clone(),
         })
         .num_epochs(evaluations)
@@ -580,7 +607,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
 
     // The best epoch, not the last, becomes the saved model.
     let history = read_history(&output.join("metrics.jsonl"));
-    let Some((best, _)) = best_epoch(&history, &key, config.min_delta) else {
+    let Some((best, _)) = best_epoch(&history, &key) else {
         let evaluated = history.get("valid").is_some_and(|h| !h.is_empty());
         return Err(Error::Input(if evaluated {
             format!(
