@@ -11,7 +11,7 @@ use burnbert::config::TrainConfig;
 use burnbert::data::{Columns, Format, LabelSpace, TextTokenizer, TrainItem, read_checked};
 use burnbert::inference::{Predictor, TextInput};
 use burnbert::model::ProblemType;
-use burnbert::training::{Trainee, evaluate, read_history, train};
+use burnbert::training::{Trainee, complete_checkpoints, evaluate, read_history, train};
 use common::{device, fixtures, repo};
 
 /// Training runs take turns: Burn's seeded RNG is per process, so runs in parallel threads
@@ -196,6 +196,48 @@ fn an_interrupted_run_resumes_to_completion() {
     assert_eq!(epochs, [1, 2]);
     assert!(out.path().join("checkpoint/model-2.bpk").is_file());
     assert!(summary.best_evaluation == 1 || summary.best_evaluation == 2);
+}
+
+/// A kill while the checkpoint of evaluation 2 was written leaves some of its files: `--resume`
+/// continues from the last complete checkpoint (1) and finishes the run.
+#[test]
+fn resume_skips_an_incomplete_checkpoint() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.epochs = 1;
+    train(&config, &device()).unwrap();
+    let ckpt = out.path().join("checkpoint");
+    std::fs::copy(ckpt.join("model-1.bpk"), ckpt.join("model-2.bpk")).unwrap();
+    std::fs::write(ckpt.join("optim-2.bpk.partial"), b"torn").unwrap();
+    config.epochs = 2;
+    config.resume = true;
+    let summary = train(&config, &device()).unwrap();
+    let history = read_history(&out.path().join("metrics.jsonl"));
+    assert_eq!(history["valid"].keys().copied().collect::<Vec<_>>(), [1, 2]);
+    assert!(complete_checkpoints(&ckpt).contains(&2));
+    let partial = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial"))
+        .count();
+    assert_eq!(partial, 0);
+    assert!(summary.best_evaluation >= 1);
+}
+
+/// With no complete checkpoint (the optimizer file of the only one is missing), `--resume`
+/// is a one-line error instead of a panic inside Burn.
+#[test]
+fn resume_without_a_complete_checkpoint_is_a_clear_error() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let mut config = roberta_config(out.path());
+    config.epochs = 1;
+    train(&config, &device()).unwrap();
+    std::fs::remove_file(out.path().join("checkpoint/optim-1.bpk")).unwrap();
+    config.epochs = 2;
+    config.resume = true;
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(err.contains("no complete checkpoint"), "{err}");
 }
 
 #[test]

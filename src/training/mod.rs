@@ -1,6 +1,7 @@
 //! Fine-tuning through Burn's `SupervisedTraining`/`Learner` with the Hugging Face recipe,
 //! and the artifacts a run leaves behind.
 
+mod checkpoints;
 mod evaluate;
 mod logger;
 mod metric;
@@ -9,6 +10,7 @@ mod renderer;
 mod schedule;
 mod step;
 
+pub use checkpoints::*;
 pub use evaluate::*;
 pub use logger::*;
 pub use metric::*;
@@ -26,7 +28,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::checkpoint::{
-    Checkpointer, ComposedCheckpointingStrategy, FileCheckpointer, KeepLastNCheckpoints,
+    Checkpointer, ComposedCheckpointingStrategy, KeepLastNCheckpoints,
     MetricCheckpointingStrategy,
 };
 use burn::train::metric::store::{Aggregate, Direction, EventStoreClient, Split};
@@ -325,19 +327,43 @@ fn stream_position(output: &Path, evaluation: usize, per_epoch: usize) -> Result
     }
 }
 
-/// The last epoch with a saved model checkpoint in `dir/checkpoint`.
+/// The last evaluation with a complete checkpoint (every part) in `dir/checkpoint`.
 fn last_checkpoint(dir: &Path) -> Option<usize> {
-    std::fs::read_dir(dir.join("checkpoint"))
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("model-")?
-                .strip_suffix(".bpk")?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
+    complete_checkpoints(&dir.join("checkpoint")).last().copied()
+}
+
+/// Forgets what a killed run logged after the checkpoint it resumes from (a checkpoint that
+/// was being written when it died): Burn's metric logs of later evaluations, which Burn would
+/// otherwise mix with the new ones, and the files of incomplete checkpoints.
+fn forget_after(output: &Path, evaluation: usize) -> Result<()> {
+    let later = |name: &str, prefix: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|rest| rest.split(['.', '-']).next()?.parse::<usize>().ok())
+            .is_some_and(|n| n > evaluation)
+    };
+    for (dir, prefixes) in [
+        ("train", &["epoch-"][..]),
+        ("valid", &["epoch-"][..]),
+        ("checkpoint", &["model-", "optim-", "scheduler-"][..]),
+    ] {
+        let dir = output.join(dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| later(&name, p)) {
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn default_output(config: &TrainConfig) -> PathBuf {
@@ -370,7 +396,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     let resume_from = if config.resume {
         Some(last_checkpoint(&output).ok_or_else(|| {
             Error::Input(format!(
-                "--resume: no checkpoint in {}",
+                "--resume: no complete checkpoint (model, optimizer and scheduler of one evaluation) in {}; start the run again without --resume",
                 output.join("checkpoint").display()
             ))
         })?)
@@ -449,6 +475,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     let progress = stream.state();
     if let Some(evaluation) = resume_from {
         let (position, steps) = stream_position(&output, evaluation, progress.per_epoch)?;
+        forget_after(&output, evaluation)?;
         stream.resume_at(position, steps);
     }
     let evaluations = resume_from.unwrap_or(0) + stream.windows_left();
@@ -524,6 +551,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             .build()
     };
 
+    let checkpoint_dir = output.join("checkpoint");
     let mut training = SupervisedTraining::new(&output, Arc::new(stream), loader_valid)
         .metric_train_numeric(LossMetric::new())
         .metric_valid_numeric(LossMetric::new())
@@ -535,7 +563,11 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             history.clone(),
             progress.clone(),
         ))
-        .with_default_checkpointers()
+        .with_custom_checkpointers(
+            AtomicCheckpointer::new(&checkpoint_dir, "model"),
+            AtomicCheckpointer::new(&checkpoint_dir, "optim"),
+            AtomicCheckpointer::new(&checkpoint_dir, "scheduler"),
+        )
         .with_checkpointing_strategy(best_metric_strategy(&key))
         .early_stopping(Patience {
             name: best_name.clone(),
@@ -622,7 +654,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         }));
     };
     // The model in memory is the last step's; the saved one is the best epoch's checkpoint.
-    let checkpointer = FileCheckpointer::new(output.join("checkpoint"), "model");
+    let checkpointer = AtomicCheckpointer::new(&checkpoint_dir, "model");
     let record =
         Checkpointer::<burn::store::ModuleRecord>::restore(&checkpointer, best).map_err(|e| {
             Error::Checkpoint {
