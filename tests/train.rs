@@ -444,10 +444,18 @@ fn min_delta_does_not_change_which_evaluation_is_saved() {
 fn an_unknown_stopping_metric_is_refused_before_training() {
     let _turn = serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = roberta_config(out.path());
+    let run = out.path().join("run");
+    let mut config = roberta_config(&run);
     config.early_stopping_metric = "pearson".into();
     let err = train(&config, &device()).unwrap_err().to_string();
     assert!(err.contains("pearson") && err.contains("accuracy"), "{err}");
+    // Refused before anything was written: no empty run directory is left behind.
+    assert!(!run.exists());
+    config.early_stopping_metric = "loss".into();
+    config.class_weights = Some("1,2,3".into());
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(err.contains("class_weights"), "{err}");
+    assert!(!run.exists());
 }
 
 #[test]

@@ -409,8 +409,6 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         }
         None
     };
-    std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
-
     let model_dir = resolve_model(&config.model)?;
     let base_config = crate::model::ModelConfig::from_file(&model_dir.join("config.json"))?;
     let limit = crate::inference::model_max_len(&base_config);
@@ -497,8 +495,9 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     let warmup = (total_steps as f64 * config.warmup_ratio).ceil() as usize;
     let schedule = WarmupDecay::new(config.scheduler, config.lr, warmup, total_steps);
 
-    std::fs::write(output.join("train_config.toml"), config.to_toml())
-        .map_err(|e| Error::io(&output, e))?;
+    // Everything is checked: only now does the run directory appear.
+    std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+    write_atomic(&output.join("train_config.toml"), config.to_toml().as_bytes())?;
     println!("burnbert: training configuration\n{}", config.to_toml());
     println!(
         "burnbert: {} train / {} valid examples, task {}, {} labels, {} optimizer steps ({} warmup), evaluations: {}, output {}",
