@@ -269,7 +269,10 @@ mod tests {
         assert_eq!(pick(&[Ndarray]), Some(Ndarray));
         assert_eq!(pick(&[Flex, Wgpu, Tch]), None);
         assert_eq!(pick(&[]), None);
-        assert_eq!(pick_backend(Some(Flex), &[Flex, Wgpu, Tch]).ok(), Some(Flex));
+        assert_eq!(
+            pick_backend(Some(Flex), &[Flex, Wgpu, Tch]).ok(),
+            Some(Flex)
+        );
         assert!(pick_backend(Some(Tch), &[Flex]).is_err());
     }
 

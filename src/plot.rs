@@ -183,7 +183,7 @@ pub fn plot_runs(runs: &[PathBuf], output: Option<&Path>) -> Result<PathBuf> {
             || dir.display().to_string(),
             |n| n.to_string_lossy().to_string(),
         );
-        loaded.push((name, read_history(&metrics)));
+        loaded.push((name, read_history(&metrics)?));
     }
     let output = match (output, runs) {
         (Some(path), _) => path.to_path_buf(),

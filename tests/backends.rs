@@ -193,7 +193,8 @@ fn reduced_precision_predicts_and_trains_or_is_refused() {
                 continue;
             }
             let stdout = common::burnbert_ok(&train);
-            let history = burnbert::training::read_history(&out_dir.path().join("metrics.jsonl"));
+            let history =
+                burnbert::training::read_history(&out_dir.path().join("metrics.jsonl")).unwrap();
             let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
             eprintln!("{backend} {precision}: validation losses {losses:?}");
             assert!(losses.iter().all(|l| l.is_finite()), "{stdout}");

@@ -115,7 +115,7 @@ fn sst2_one_epoch_on_2000_rows_reaches_072_and_reloads_identically() {
     assert_eq!(saved["accuracy"].as_f64().unwrap(), accuracy);
     // The logged validation values are over examples, as `eval` computes them (872 dev rows:
     // the last batch of 32 is short, so a mean over batches would differ).
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     let logged = &history["valid"][&1];
     assert!(
         (logged["loss"] - summary.eval["loss"]).abs() < 1e-4,
@@ -191,7 +191,7 @@ fn an_interrupted_run_resumes_to_completion() {
     config.epochs = 2;
     config.resume = true;
     let summary = train(&config, &device()).unwrap();
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     let epochs: Vec<usize> = history["valid"].keys().copied().collect();
     assert_eq!(epochs, [1, 2]);
     assert!(out.path().join("checkpoint/model-2.bpk").is_file());
@@ -213,12 +213,18 @@ fn resume_skips_an_incomplete_checkpoint() {
     config.epochs = 2;
     config.resume = true;
     let summary = train(&config, &device()).unwrap();
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     assert_eq!(history["valid"].keys().copied().collect::<Vec<_>>(), [1, 2]);
     assert!(complete_checkpoints(&ckpt).contains(&2));
     let partial = std::fs::read_dir(&ckpt)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")
+        })
         .count();
     assert_eq!(partial, 0);
     assert!(summary.best_evaluation >= 1);
@@ -251,7 +257,7 @@ fn eval_steps_evaluate_and_checkpoint_between_epoch_ends() {
     config.eval_steps = Some(3);
     config.patience = None;
     let summary = train(&config, &device()).unwrap();
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     let steps: Vec<f64> = history["valid"].values().map(|v| v["step"]).collect();
     assert_eq!(steps, [3.0, 6.0, 8.0, 9.0, 12.0, 15.0, 16.0]);
     let epochs: Vec<f64> = history["valid"].values().map(|v| v["epoch"]).collect();
@@ -333,7 +339,7 @@ fn ctrl_c_checkpoints_at_the_next_step_and_resume_finishes_the_run() {
         "{rest:?}"
     );
     // One evaluation, checkpointed well before the end, and a saved model.
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     assert_eq!(history["valid"].len(), 1);
     let stopped = history["valid"][&1]["step"];
     assert!(stopped < 256.0, "stopped at step {stopped}");
@@ -353,7 +359,7 @@ fn ctrl_c_checkpoints_at_the_next_step_and_resume_finishes_the_run() {
             .collect::<Vec<_>>(),
     );
     assert!(resumed.contains("resuming after evaluation 1"), "{resumed}");
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     let steps: Vec<f64> = history["valid"].values().map(|v| v["step"]).collect();
     assert_eq!(steps, [stopped, 256.0, 512.0]);
     let epochs: Vec<f64> = history["train"].values().map(|v| v["epoch"]).collect();
@@ -400,7 +406,7 @@ fn early_stopping_stops_and_keeps_the_best_epoch() {
     config.lr = 0.5; // diverges: validation loss stops improving at once
     config.patience = Some(1);
     let summary = train(&config, &device()).unwrap();
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     let ran = history["valid"].len();
     assert!(ran < 6, "early stopping never triggered ({ran} epochs)");
     let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
@@ -429,15 +435,36 @@ fn min_delta_does_not_change_which_evaluation_is_saved() {
     config.min_delta = 1.0;
     config.lr = 1e-4; // the loss falls a little each epoch
     let summary = train(&config, &device()).unwrap();
-    let history = read_history(&out.path().join("metrics.jsonl"));
+    let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
     assert_eq!(losses.len(), 3);
     let lowest = losses.iter().cloned().fold(f64::INFINITY, f64::min);
     let expected = 1 + losses.iter().position(|&l| l == lowest).unwrap();
     // The case that failed: the loss fell after the first evaluation, by less than 1.0.
-    assert!(expected > 1, "losses {losses:?}: the run must improve after evaluation 1");
+    assert!(
+        expected > 1,
+        "losses {losses:?}: the run must improve after evaluation 1"
+    );
     assert_eq!(summary.best_evaluation, expected);
     assert!(out.path().join("model.safetensors").is_file());
+}
+
+/// The saved model is chosen from `metrics.jsonl`: when it cannot be written the run stops
+/// with an error naming it, and saves no model chosen from a partial history.
+#[test]
+fn an_unwritable_metrics_file_stops_the_run_with_its_name() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    std::fs::create_dir_all(run.join("metrics.jsonl")).unwrap();
+    let mut config = roberta_config(&run);
+    config.epochs = 2;
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(
+        err.contains("metrics.jsonl") && err.contains("cannot write"),
+        "{err}"
+    );
+    assert!(!run.join("model.safetensors").exists());
 }
 
 #[test]

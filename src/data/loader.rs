@@ -29,8 +29,10 @@ pub fn train_items(
     rows: &[RawRow],
     targets: Vec<Target>,
 ) -> Result<Vec<TrainItem>> {
-    let encoded =
-        tokenizer.encode_batch(rows.iter().map(|r| (r.text.as_str(), r.text_pair.as_deref())))?;
+    let encoded = tokenizer.encode_batch(
+        rows.iter()
+            .map(|r| (r.text.as_str(), r.text_pair.as_deref())),
+    )?;
     Ok(encoded
         .into_iter()
         .zip(targets)

@@ -26,6 +26,8 @@ pub struct StreamState {
     steps: AtomicUsize,
     examples: AtomicUsize,
     stop: AtomicBool,
+    /// Why the run must end with an error (an artifact that could not be written).
+    failure: Mutex<Option<String>>,
     /// Nanoseconds spent inside training windows (steps, not evaluations or checkpoints).
     train_nanos: AtomicU64,
     /// (start, end, steps at start) of each window served by this process.
@@ -92,6 +94,19 @@ impl StreamState {
     /// checkpoints and stops.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends the run as [`Self::request_stop`] does, and makes it fail with `message`.
+    pub fn fail(&self, message: String) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(message);
+        }
+        self.request_stop();
+    }
+
+    /// The first failure reported with [`Self::fail`].
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok()?.clone()
     }
 
     /// Whether [`Self::request_stop`] was called.

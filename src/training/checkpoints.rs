@@ -26,7 +26,8 @@ impl AtomicCheckpointer {
     }
 
     fn path(&self, evaluation: usize) -> PathBuf {
-        self.directory.join(format!("{}-{evaluation}.bpk", self.name))
+        self.directory
+            .join(format!("{}-{evaluation}.bpk", self.name))
     }
 }
 
@@ -66,7 +67,12 @@ pub fn complete_checkpoints(directory: &Path) -> Vec<usize> {
         .collect();
     let mut evaluations: Vec<usize> = names
         .iter()
-        .filter_map(|name| name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse().ok())
+        .filter_map(|name| {
+            name.strip_prefix("model-")?
+                .strip_suffix(".bpk")?
+                .parse()
+                .ok()
+        })
         .filter(|n: &usize| {
             PARTS
                 .iter()

@@ -128,12 +128,18 @@ impl MetricLogger for JsonlLogger {
             for (k, v) in &values {
                 line.insert(k.clone(), (*v).into());
             }
-            if let Ok(mut file) = std::fs::OpenOptions::new()
+            let written = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&self.path)
-            {
-                let _ = writeln!(file, "{}", serde_json::Value::Object(line));
+                .and_then(|mut file| {
+                    writeln!(file, "{}", serde_json::Value::Object(line))?;
+                    file.sync_data()
+                });
+            if let Err(e) = written {
+                // The saved model is chosen from this file: stop rather than go on without it.
+                self.progress
+                    .fail(format!("{}: cannot write: {e}", self.path.display()));
             }
             if self.print {
                 let shown: Vec<String> = values

@@ -28,8 +28,7 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::checkpoint::{
-    Checkpointer, ComposedCheckpointingStrategy, KeepLastNCheckpoints,
-    MetricCheckpointingStrategy,
+    Checkpointer, ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
 };
 use burn::train::metric::store::{Aggregate, Direction, EventStoreClient, Split};
 use burn::train::metric::{IterationSpeedMetric, LearningRateMetric, LossMetric};
@@ -39,7 +38,8 @@ use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model, save_p
 use crate::config::TrainConfig;
 use crate::data::{
     BatchedDataset, Columns, LabelSpace, RawRow, StreamState, TextTokenizer, TrainBatcher,
-    TrainItem, TrainStream, infer_task, train_items, parse_task, read_checked, sorted_batches, stratified_split,
+    TrainItem, TrainStream, infer_task, parse_task, read_checked, sorted_batches, stratified_split,
+    train_items,
 };
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -287,10 +287,15 @@ pub fn best_epoch(history: &History, key: &str) -> Option<(usize, f64)> {
     best_of(values, higher_is_better(key))
 }
 
-/// Reads `metrics.jsonl` back into a [`History`].
-pub fn read_history(path: &Path) -> History {
+/// Reads `metrics.jsonl` back into a [`History`]; a file that does not exist (no evaluation
+/// yet) is an empty history, one that cannot be read is an error naming it.
+pub fn read_history(path: &Path) -> Result<History> {
     let mut history = History::new();
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
     for line in text.lines() {
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) else {
             continue;
@@ -311,12 +316,12 @@ pub fn read_history(path: &Path) -> History {
             .or_default()
             .insert(evaluation as usize, values);
     }
-    history
+    Ok(history)
 }
 
 /// Where the stream stood at `evaluation` of the run in `output`: (batches, optimizer steps).
 fn stream_position(output: &Path, evaluation: usize, per_epoch: usize) -> Result<(usize, usize)> {
-    let history = read_history(&output.join("metrics.jsonl"));
+    let history = read_history(&output.join("metrics.jsonl"))?;
     let line = history.get("train").and_then(|h| h.get(&evaluation));
     match line.and_then(|v| Some((v.get("epoch")?, v.get("step")?))) {
         Some((&epoch, &step)) => Ok(((epoch * per_epoch as f64).round() as usize, step as usize)),
@@ -329,7 +334,9 @@ fn stream_position(output: &Path, evaluation: usize, per_epoch: usize) -> Result
 
 /// The last evaluation with a complete checkpoint (every part) in `dir/checkpoint`.
 fn last_checkpoint(dir: &Path) -> Option<usize> {
-    complete_checkpoints(&dir.join("checkpoint")).last().copied()
+    complete_checkpoints(&dir.join("checkpoint"))
+        .last()
+        .copied()
 }
 
 /// Forgets what a killed run logged after the checkpoint it resumes from (a checkpoint that
@@ -497,7 +504,10 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
 
     // Everything is checked: only now does the run directory appear.
     std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
-    write_atomic(&output.join("train_config.toml"), config.to_toml().as_bytes())?;
+    write_atomic(
+        &output.join("train_config.toml"),
+        config.to_toml().as_bytes(),
+    )?;
     println!("burnbert: training configuration\n{}", config.to_toml());
     println!(
         "burnbert: {} train / {} valid examples, task {}, {} labels, {} optimizer steps ({} warmup), evaluations: {}, output {}",
@@ -636,8 +646,11 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         );
     }
 
+    if let Some(failure) = progress.failure() {
+        return Err(Error::Input(failure));
+    }
     // The best epoch, not the last, becomes the saved model.
-    let history = read_history(&output.join("metrics.jsonl"));
+    let history = read_history(&output.join("metrics.jsonl"))?;
     let Some((best, _)) = best_epoch(&history, &key) else {
         let evaluated = history.get("valid").is_some_and(|h| !h.is_empty());
         return Err(Error::Input(if evaluated {
@@ -735,7 +748,8 @@ fn stop_on_ctrl_c(interrupter: burn::train::Interrupter, progress: Arc<StreamSta
 }
 
 fn write_json(path: &Path, values: &MetricValues) -> Result<()> {
-    let text = serde_json::to_string_pretty(values).unwrap_or_default();
+    let text = serde_json::to_string_pretty(values)
+        .map_err(|e| Error::Input(format!("{}: cannot serialise: {e}", path.display())))?;
     write_atomic(path, text.as_bytes())
 }
 
