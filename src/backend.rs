@@ -165,6 +165,21 @@ fn pick_backend(backend: Option<BackendKind>, compiled: &[BackendKind]) -> Resul
     }
 }
 
+/// Whether tensors on `device` live in this process's memory (the CPU backends flex and
+/// ndarray, with or without autodiff), where reading and writing their data costs a copy.
+pub fn in_host_memory(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    if *device == Device::ndarray() {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
 /// Picks the backend ([`resolve_backend`]) and the device. Every float tensor created on the
 /// device (parameters, activations, gradients, optimizer state) then has the `precision` type;
 /// a device that cannot compute in it is an error.

@@ -3,20 +3,11 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
 use burn::tensor::{Bool, Device, Tensor};
 
+use super::activation::activate;
 use super::attention::{BertAttention, add_and_norm, layer_norm, linear};
 use super::config::{Activation, ModelConfig};
-
-/// Applies a feed-forward activation.
-pub fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {
-    match activation {
-        Activation::Gelu => gelu(x),
-        Activation::GeluTanh => gelu_approximate(x),
-        Activation::Relu => relu(x),
-    }
-}
 
 /// First feed-forward projection with the activation (no dropout here, as in transformers).
 #[derive(Module, Debug)]

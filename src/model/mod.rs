@@ -1,11 +1,13 @@
 //! BERT-family models built from Burn modules, one struct per Hugging Face sub-module.
 
+mod activation;
 mod attention;
 mod classifier;
 mod config;
 mod embeddings;
 mod encoder;
 
+pub use activation::*;
 pub use attention::*;
 pub use classifier::*;
 pub use config::*;
