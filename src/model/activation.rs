@@ -1,7 +1,7 @@
-//! Feed-forward activations. On the CPU backends (flex, ndarray) exact GELU is computed here, on
-//! the host and on every core, instead of by the backend: Burn's CPU kernels evaluate its `erf`
-//! one element at a time on one thread, twice per training step (forward, then backward), which
-//! was 29% of a training run's CPU samples (README, Performance).
+//! Feed-forward activations. On the flex CPU backend exact GELU is computed here, on the host
+//! and on every core, instead of by the backend: Burn's flex evaluates its `erf` (libm's scalar
+//! `erff`) one element at a time on one thread, twice per training step (forward, then
+//! backward), which was 29% of a training run's CPU samples (README, Performance).
 
 use burn::tensor::activation::{gelu, gelu_approximate, relu};
 use burn::tensor::{DType, Tensor, TensorData};
@@ -16,7 +16,7 @@ const CHUNK: usize = 1 << 14;
 pub fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<D> {
     match activation {
         Activation::Gelu
-            if x.dtype() == DType::F32 && crate::backend::in_host_memory(&x.device()) =>
+            if x.dtype() == DType::F32 && crate::backend::cheap_host_access(&x.device()) =>
         {
             gelu_on_host(x)
         }
