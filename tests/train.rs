@@ -178,17 +178,25 @@ fn roberta_config(output: &Path) -> TrainConfig {
     c
 }
 
+/// Runs 1 epoch of the tiny RoBERTa in `out`; returns the configuration that resumes it to 2.
+fn one_epoch_to_resume(out: &Path) -> TrainConfig {
+    let mut config = roberta_config(out);
+    config.epochs = 1;
+    train(&config, &device()).unwrap();
+    config.epochs = 2;
+    config.resume = true;
+    config
+}
+
 #[test]
 fn an_interrupted_run_resumes_to_completion() {
     let _turn = serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = roberta_config(out.path());
-    config.epochs = 1;
-    train(&config, &device()).unwrap();
+    let mut config = one_epoch_to_resume(out.path());
     // Same output without --resume is refused rather than mixed.
+    config.resume = false;
     let err = train(&config, &device()).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
-    config.epochs = 2;
     config.resume = true;
     let summary = train(&config, &device()).unwrap();
     let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
@@ -204,14 +212,10 @@ fn an_interrupted_run_resumes_to_completion() {
 fn resume_skips_an_incomplete_checkpoint() {
     let _turn = serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = roberta_config(out.path());
-    config.epochs = 1;
-    train(&config, &device()).unwrap();
+    let config = one_epoch_to_resume(out.path());
     let ckpt = out.path().join("checkpoint");
     std::fs::copy(ckpt.join("model-1.bpk"), ckpt.join("model-2.bpk")).unwrap();
     std::fs::write(ckpt.join("optim-2.bpk.partial"), b"torn").unwrap();
-    config.epochs = 2;
-    config.resume = true;
     let summary = train(&config, &device()).unwrap();
     let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     assert_eq!(history["valid"].keys().copied().collect::<Vec<_>>(), [1, 2]);
@@ -236,12 +240,8 @@ fn resume_skips_an_incomplete_checkpoint() {
 fn resume_without_a_complete_checkpoint_is_a_clear_error() {
     let _turn = serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = roberta_config(out.path());
-    config.epochs = 1;
-    train(&config, &device()).unwrap();
+    let config = one_epoch_to_resume(out.path());
     std::fs::remove_file(out.path().join("checkpoint/optim-1.bpk")).unwrap();
-    config.epochs = 2;
-    config.resume = true;
     let err = train(&config, &device()).unwrap_err().to_string();
     assert!(err.contains("no complete checkpoint"), "{err}");
 }
