@@ -136,8 +136,10 @@ impl LabelSpace {
         })
     }
 
-    /// Maps every row's label; labels outside the set are an error naming them and their rows.
+    /// Maps every row's label; labels outside the set, NaN or infinite regression targets and a
+    /// JSONL column mixing numbers and strings are errors naming the file and line.
     pub fn targets(&self, rows: &[RawRow], file: &Path) -> Result<Vec<Target>> {
+        check_label_kinds(rows, file)?;
         let index: BTreeMap<&str, usize> = self
             .names
             .iter()
@@ -157,9 +159,10 @@ impl LabelSpace {
             let target = match self.task {
                 ProblemType::Regression => {
                     let text = cell_text(cell);
-                    Target::Value(text.parse::<f32>().map_err(|_| {
+                    let value = text.parse::<f32>().ok().filter(|v| v.is_finite());
+                    Target::Value(value.ok_or_else(|| {
                         Error::Input(format!(
-                            "{}:{}: label '{text}' is not a number (task is regression)",
+                            "{}:{}: label '{text}' is not a finite number (task is regression)",
                             file.display(),
                             row.line
                         ))
@@ -207,6 +210,34 @@ impl LabelSpace {
     }
 }
 
+/// A JSONL label column holds numbers or strings, not both (`1` on one line, `"pos"` on
+/// another would silently become two unrelated labels).
+fn check_label_kinds(rows: &[RawRow], file: &Path) -> Result<()> {
+    let kind = |cell: &LabelCell| match cell {
+        LabelCell::Json(Value::Number(_)) => Some("a number"),
+        LabelCell::Json(Value::String(_)) => Some("a string"),
+        _ => None,
+    };
+    let mut first: Option<(&str, usize)> = None;
+    for row in rows {
+        let Some(this) = row.label.as_ref().and_then(kind) else {
+            continue;
+        };
+        match first {
+            None => first = Some((this, row.line)),
+            Some((that, line)) if that != this => {
+                return Err(Error::Input(format!(
+                    "{}:{}: the label is {this} but on line {line} it is {that}; a label column holds numbers or strings, not both",
+                    file.display(),
+                    row.line
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses `--task`: `auto`, `single_label`, `multi_label`, `regression`.
 pub fn parse_task(name: &str) -> Result<Option<ProblemType>> {
     match name {
@@ -244,6 +275,42 @@ mod tests {
                 .map(|l| LabelCell::Text(l.to_string()))
                 .collect::<Vec<_>>(),
         )
+    }
+
+    #[test]
+    fn non_finite_regression_targets_and_mixed_json_labels_are_data_errors() {
+        let space = LabelSpace {
+            task: ProblemType::Regression,
+            names: vec!["LABEL_0".into()],
+            delimiter: ",".into(),
+        };
+        let file = Path::new("d.tsv");
+        for bad in ["nan", "inf", "-inf", "NaN"] {
+            let err = space
+                .targets(&text(&["0.5", bad]), file)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("d.tsv:3") && err.contains("finite"), "{err}");
+        }
+        assert_eq!(
+            space.targets(&text(&["0.5", "-2"]), file).unwrap(),
+            [Target::Value(0.5), Target::Value(-2.0)]
+        );
+        let mixed = rows(&[
+            LabelCell::Json(serde_json::json!(1)),
+            LabelCell::Json(serde_json::json!(0)),
+            LabelCell::Json(serde_json::json!("1")),
+        ]);
+        let single = LabelSpace {
+            task: ProblemType::SingleLabel,
+            names: vec!["0".into(), "1".into()],
+            delimiter: ",".into(),
+        };
+        let err = single
+            .targets(&mixed, Path::new("d.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d.jsonl:4") && err.contains("line 2"), "{err}");
     }
 
     #[test]
@@ -336,7 +403,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("s.tsv:3: label 'high' is not a number"),
+            err.contains("s.tsv:3: label 'high' is not a finite number"),
             "{err}"
         );
     }
