@@ -157,6 +157,15 @@ impl TrainConfig {
             }
             None => toml::Table::new(),
         };
+        // Every key of the file must have the right type, even one that a flag overrides.
+        let defaults = toml::Table::try_from(Self::defaults()).map_err(|e| parse_err(e.to_string()))?;
+        for (key, value) in &table {
+            let mut probe = defaults.clone();
+            probe.insert(key.clone(), value.clone());
+            probe
+                .try_into::<Self>()
+                .map_err(|e| parse_err(format!("key `{key}`: {}", e.message())))?;
+        }
         let flags = toml::Table::try_from(cli).map_err(|e| parse_err(e.to_string()))?;
         for (key, value) in flags {
             let typed = matches.value_source(&key) == Some(ValueSource::CommandLine);
@@ -259,6 +268,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("c.toml") && err.contains("epoch"), "{err}");
+        // A value of the wrong type is named with its file even when a flag overrides it.
+        let err = resolve(&["--epochs", "1"], "train = \"t\"\nepochs = \"five\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml") && err.contains("`epochs`"), "{err}");
         let err = resolve(&[], "epochs = 2\n").unwrap_err().to_string();
         assert!(err.contains("no training data"), "{err}");
         let err = resolve(&["--warmup-ratio", "1.5"], "train = \"t\"")

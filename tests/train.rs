@@ -234,6 +234,24 @@ fn resume_skips_an_incomplete_checkpoint() {
     assert!(summary.best_evaluation >= 1);
 }
 
+/// A second `train` on an output that a running one holds is refused in one line (the first
+/// holds `output/.lock` until it ends), and writes nothing there.
+#[test]
+fn a_second_run_on_the_same_output_is_refused() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let held = std::fs::File::create(run.join(".lock")).unwrap();
+    held.lock().unwrap();
+    let config = roberta_config(&run);
+    let err = train(&config, &device()).unwrap_err().to_string();
+    assert!(err.contains("another burnbert train"), "{err}");
+    assert!(!run.join("train_config.toml").exists());
+    drop(held);
+    train(&config, &device()).unwrap();
+}
+
 /// With no complete checkpoint (the optimizer file of the only one is missing), `--resume`
 /// is a one-line error instead of a panic inside Burn.
 #[test]

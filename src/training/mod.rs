@@ -339,6 +339,28 @@ fn last_checkpoint(dir: &Path) -> Option<usize> {
         .copied()
 }
 
+/// Holds `output/.lock` for as long as the returned file lives, so that a second `train` on the
+/// same output is refused instead of mixing two runs' files. The operating system releases the
+/// lock when the process ends, killed or not.
+fn lock_run_dir(output: &Path) -> Result<std::fs::File> {
+    let path = output.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Input(format!(
+            "another burnbert train is writing to {} (it holds {}); wait for it or choose another --output",
+            output.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
 /// Forgets what a killed run logged after the checkpoint it resumes from (a checkpoint that
 /// was being written when it died): Burn's metric logs of later evaluations, which Burn would
 /// otherwise mix with the new ones, and the files of incomplete checkpoints.
@@ -480,7 +502,6 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     let progress = stream.state();
     if let Some(evaluation) = resume_from {
         let (position, steps) = stream_position(&output, evaluation, progress.per_epoch)?;
-        forget_after(&output, evaluation)?;
         stream.resume_at(position, steps);
     }
     let evaluations = resume_from.unwrap_or(0) + stream.windows_left();
@@ -504,6 +525,10 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
 
     // Everything is checked: only now does the run directory appear.
     std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+    let _lock = lock_run_dir(&output)?;
+    if let Some(evaluation) = resume_from {
+        forget_after(&output, evaluation)?;
+    }
     write_atomic(
         &output.join("train_config.toml"),
         config.to_toml().as_bytes(),
