@@ -158,7 +158,8 @@ impl TrainConfig {
             None => toml::Table::new(),
         };
         // Every key of the file must have the right type, even one that a flag overrides.
-        let defaults = toml::Table::try_from(Self::defaults()).map_err(|e| parse_err(e.to_string()))?;
+        let defaults =
+            toml::Table::try_from(Self::defaults()).map_err(|e| parse_err(e.to_string()))?;
         for (key, value) in &table {
             let mut probe = defaults.clone();
             probe.insert(key.clone(), value.clone());

@@ -148,7 +148,10 @@ fn reduced_precision_predicts_and_trains_or_is_refused() {
                 eprintln!("{backend} {precision}: refused");
                 continue;
             }
-            assert!(expected, "{backend} ran {precision}, which it has no kernels for");
+            assert!(
+                expected,
+                "{backend} ran {precision}, which it has no kernels for"
+            );
             let half = scores(&String::from_utf8(out.stdout).unwrap());
             let diff = max_abs_diff(
                 &full.iter().map(|v| *v as f32).collect::<Vec<_>>(),

@@ -178,6 +178,55 @@ fn roberta_config(output: &Path) -> TrainConfig {
     c
 }
 
+/// `burnbert train` arguments: the tiny RoBERTa on the first `rows` SST-2 rows, 32 dev rows,
+/// batch 2, max_len 24, 2 epochs, plain output into `output`, then `extra`.
+fn roberta_cli_args(output: &Path, rows: usize, extra: &[&str]) -> Vec<String> {
+    let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--model".into(),
+        path(fixtures().join("roberta")),
+        "--train".into(),
+        path(repo("data/glue/sst2/train.tsv")),
+        "--valid".into(),
+        path(repo("data/glue/sst2/dev.tsv")),
+        "--output".into(),
+        path(output.to_path_buf()),
+    ];
+    let rows = rows.to_string();
+    let rest = [
+        "--text-column",
+        "sentence",
+        "--max-train-samples",
+        &rows,
+        "--max-eval-samples",
+        "32",
+        "--batch-size",
+        "2",
+        "--max-len",
+        "24",
+        "--epochs",
+        "2",
+        "--no-tui",
+    ];
+    args.extend(rest.iter().chain(extra).map(|a| a.to_string()));
+    args
+}
+
+/// Checkpoint files in `dir` that were being written when a run died (`*.partial`).
+fn partial_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")
+        })
+        .count()
+}
+
 /// Runs 1 epoch of the tiny RoBERTa in `out`; returns the configuration that resumes it to 2.
 fn one_epoch_to_resume(out: &Path) -> TrainConfig {
     let mut config = roberta_config(out);
@@ -220,17 +269,7 @@ fn resume_skips_an_incomplete_checkpoint() {
     let history = read_history(&out.path().join("metrics.jsonl")).unwrap();
     assert_eq!(history["valid"].keys().copied().collect::<Vec<_>>(), [1, 2]);
     assert!(complete_checkpoints(&ckpt).contains(&2));
-    let partial = std::fs::read_dir(&ckpt)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains("partial")
-        })
-        .count();
-    assert_eq!(partial, 0);
+    assert_eq!(partial_files(&ckpt), 0);
     assert!(summary.best_evaluation >= 1);
 }
 
@@ -252,16 +291,86 @@ fn a_second_run_on_the_same_output_is_refused() {
     train(&config, &device()).unwrap();
 }
 
+/// `kill -9` at arbitrary moments (while training, evaluating or writing a checkpoint), each
+/// time followed by `--resume` (or, before any complete checkpoint, a fresh start in the same
+/// directory): the run still finishes, with every evaluation logged once and no torn files.
+#[test]
+fn a_run_killed_again_and_again_finishes_by_resuming() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let args = roberta_cli_args(&run, 1024, &["--eval-steps", "64", "--log-every", "1000"]);
+    // Seeded "random" delays between 30 and 400 ms (the whole run takes about 1.6 s here).
+    let mut seed: u64 = 42;
+    let mut delays = std::iter::repeat_with(move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::time::Duration::from_millis(30 + (seed >> 33) % 370)
+    });
+    let (mut kills, mut attempts) = (0, 0);
+    let status = loop {
+        attempts += 1;
+        assert!(attempts < 40, "the run never finished");
+        let resume = !complete_checkpoints(&run.join("checkpoint")).is_empty();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"));
+        command.args(&args).stdout(std::process::Stdio::null());
+        if resume {
+            command.arg("--resume");
+        }
+        let mut child = command
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < 8 {
+            std::thread::sleep(delays.next().unwrap());
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                continue;
+            }
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "attempt {attempts} (resume {resume}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        break output.status;
+    };
+    assert!(status.success());
+    eprintln!("{kills} kills landed in {attempts} attempts");
+    assert!(kills >= 3, "only {kills} kills landed before the run ended");
+    let history = read_history(&run.join("metrics.jsonl")).unwrap();
+    // 512 batches an epoch, 2 epochs, an evaluation every 64 steps: 16 evaluations.
+    assert_eq!(
+        history["valid"].keys().copied().collect::<Vec<_>>(),
+        (1..=16).collect::<Vec<_>>()
+    );
+    assert_eq!(history["valid"][&16]["step"], 1024.0);
+    assert!(run.join("model.safetensors").is_file());
+    assert_eq!(partial_files(&run.join("checkpoint")), 0);
+}
+
 /// With no complete checkpoint (the optimizer file of the only one is missing), `--resume`
-/// is a one-line error instead of a panic inside Burn.
+/// is a one-line error instead of a panic inside Burn, and a fresh start there works.
 #[test]
 fn resume_without_a_complete_checkpoint_is_a_clear_error() {
     let _turn = serial();
     let out = tempfile::tempdir().unwrap();
     let config = one_epoch_to_resume(out.path());
     std::fs::remove_file(out.path().join("checkpoint/optim-1.bpk")).unwrap();
+    let mut config = config;
     let err = train(&config, &device()).unwrap_err().to_string();
     assert!(err.contains("no complete checkpoint"), "{err}");
+    // As the message says, the run starts again in the same directory without --resume; what
+    // the killed run logged is dropped, not mixed with the new lines.
+    config.resume = false;
+    train(&config, &device()).unwrap();
+    let text = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    let valid_lines = text.lines().filter(|l| l.contains("\"valid\"")).count();
+    assert_eq!(valid_lines, 2, "{text}");
 }
 
 #[test]
@@ -297,39 +406,8 @@ fn ctrl_c_checkpoints_at_the_next_step_and_resume_finishes_the_run() {
     use std::io::BufRead;
     let _turn = serial();
     let out = tempfile::tempdir().unwrap();
-    let model = fixtures().join("roberta");
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "train",
-            "--model",
-            model.to_str().unwrap(),
-            "--train",
-            repo("data/glue/sst2/train.tsv").to_str().unwrap(),
-            "--valid",
-            repo("data/glue/sst2/dev.tsv").to_str().unwrap(),
-            "--text-column",
-            "sentence",
-            "--max-train-samples",
-            "512",
-            "--max-eval-samples",
-            "32",
-            "--batch-size",
-            "2",
-            "--max-len",
-            "24",
-            "--epochs",
-            "2",
-            "--log-every",
-            "1",
-            "--no-tui",
-            "--output",
-            out.path().to_str().unwrap(),
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        a.extend(extra.iter().map(|e| e.to_string()));
-        a
+    let args = |extra: &[&str]| {
+        roberta_cli_args(out.path(), 512, &[&["--log-every", "1"], extra].concat())
     };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
         .args(args(&[]))

@@ -98,7 +98,9 @@ mod tests {
     #[test]
     fn host_gelu_equals_burns_gelu_in_value_and_gradient() {
         let device = Device::default().autodiff();
-        let values: Vec<f32> = (0..40_000).map(|i| (i as f32 - 20_000.0) / 2_000.0).collect();
+        let values: Vec<f32> = (0..40_000)
+            .map(|i| (i as f32 - 20_000.0) / 2_000.0)
+            .collect();
         let input = || {
             Tensor::<2>::from_data(TensorData::new(values.clone(), [200, 200]), &device)
                 .require_grad()
@@ -106,24 +108,33 @@ mod tests {
         let (ours, theirs) = (input(), input());
         let y_ours = gelu_on_host(ours.clone());
         let y_theirs = gelu(theirs.clone());
-        let diff = (y_ours.clone() - y_theirs.clone()).abs().max().into_scalar::<f32>();
+        let diff = (y_ours.clone() - y_theirs.clone())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert!(diff < 1e-6, "value differs by {diff}");
         // Weights make the gradient depend on which element it flows to.
         let weights = Tensor::<2>::from_data(
-            TensorData::new((0..40_000).map(|i| (i % 7) as f32 - 3.0).collect(), [200, 200]),
+            TensorData::new(
+                (0..40_000).map(|i| (i % 7) as f32 - 3.0).collect(),
+                [200, 200],
+            ),
             &device,
         );
         let g_ours = (y_ours * weights.clone()).sum().backward();
         let g_theirs = (y_theirs * weights).sum().backward();
-        let (g_ours, g_theirs) = (
-            ours.grad(&g_ours).unwrap(),
-            theirs.grad(&g_theirs).unwrap(),
-        );
+        let (g_ours, g_theirs) = (ours.grad(&g_ours).unwrap(), theirs.grad(&g_theirs).unwrap());
         let diff = (g_ours - g_theirs).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-6, "gradient differs by {diff}");
         // Inference (no autodiff) gives the values alone.
-        let plain = Tensor::<2>::from_data(TensorData::new(values.clone(), [200, 200]), &Device::default());
-        let diff = (gelu_on_host(plain.clone()) - gelu(plain)).abs().max().into_scalar::<f32>();
+        let plain = Tensor::<2>::from_data(
+            TensorData::new(values.clone(), [200, 200]),
+            &Device::default(),
+        );
+        let diff = (gelu_on_host(plain.clone()) - gelu(plain))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert!(diff < 1e-6, "inference value differs by {diff}");
     }
 }

@@ -361,10 +361,26 @@ fn lock_run_dir(output: &Path) -> Result<std::fs::File> {
     }
 }
 
-/// Forgets what a killed run logged after the checkpoint it resumes from (a checkpoint that
-/// was being written when it died): Burn's metric logs of later evaluations, which Burn would
-/// otherwise mix with the new ones, and the files of incomplete checkpoints.
+/// Forgets what a killed run logged after the checkpoint it resumes from (`evaluation`; 0 for
+/// a run that never completed one): the `metrics.jsonl` lines and Burn's metric logs of later
+/// evaluations, which would otherwise mix with the new ones, and incomplete checkpoints.
 fn forget_after(output: &Path, evaluation: usize) -> Result<()> {
+    let metrics = output.join("metrics.jsonl");
+    if let Ok(text) = std::fs::read_to_string(&metrics) {
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("evaluation")?.as_u64())
+                    .is_some_and(|e| e as usize <= evaluation)
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        if kept.len() != text.len() {
+            write_atomic(&metrics, kept.as_bytes())?;
+        }
+    }
     let later = |name: &str, prefix: &str| {
         name.strip_prefix(prefix)
             .and_then(|rest| rest.split(['.', '-']).next()?.parse::<usize>().ok())
@@ -430,7 +446,9 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             ))
         })?)
     } else {
-        if output.join("checkpoint").exists() {
+        // A run killed before its first complete checkpoint left nothing to resume: its
+        // directory is reused (and cleared below, once it is locked).
+        if last_checkpoint(&output).is_some() {
             return Err(Error::Input(format!(
                 "{} already holds a run; use --resume to continue it or another --output",
                 output.display()
@@ -526,9 +544,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     // Everything is checked: only now does the run directory appear.
     std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
     let _lock = lock_run_dir(&output)?;
-    if let Some(evaluation) = resume_from {
-        forget_after(&output, evaluation)?;
-    }
+    forget_after(&output, resume_from.unwrap_or(0))?;
     write_atomic(
         &output.join("train_config.toml"),
         config.to_toml().as_bytes(),
