@@ -353,6 +353,47 @@ fn a_run_killed_again_and_again_finishes_by_resuming() {
     assert_eq!(partial_files(&run.join("checkpoint")), 0);
 }
 
+/// A checkpoint write that fails (here a file-size limit, which fails writes as a full disk
+/// does) ends the run with one line naming the file, exit 1 and no panic; no incomplete
+/// checkpoint is taken for a complete one, and once the write can succeed the run starts again.
+#[cfg(unix)]
+#[test]
+fn a_failed_checkpoint_write_is_a_one_line_error() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let args = roberta_cli_args(&run, 64, &["--log-every", "1000"]);
+    // The optimizer state (278 KB) cannot be written under a 200 KB limit; the model (136 KB) can.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 400; exec \"{}\" \"$@\"",
+        env!("CARGO_BIN_EXE_burnbert")
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script, "burnbert"])
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error:") && last.contains("optim-1") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(complete_checkpoints(&run.join("checkpoint")).is_empty());
+    assert!(!run.join("model.safetensors").exists());
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(run.join("model.safetensors").is_file());
+}
+
 /// With no complete checkpoint (the optimizer file of the only one is missing), `--resume`
 /// is a one-line error instead of a panic inside Burn, and a fresh start there works.
 #[test]
