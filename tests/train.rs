@@ -293,7 +293,8 @@ fn a_second_run_on_the_same_output_is_refused() {
 
 /// `kill -9` at arbitrary moments (while training, evaluating or writing a checkpoint), each
 /// time followed by `--resume` (or, before any complete checkpoint, a fresh start in the same
-/// directory): the run still finishes, with every evaluation logged once and no torn files.
+/// directory): the run still finishes, with every evaluation logged once, no torn files, and the
+/// metrics and weights of the same run without interruption.
 #[test]
 fn a_run_killed_again_and_again_finishes_by_resuming() {
     let _turn = serial();
@@ -351,6 +352,46 @@ fn a_run_killed_again_and_again_finishes_by_resuming() {
     assert_eq!(history["valid"][&16]["step"], 1024.0);
     assert!(run.join("model.safetensors").is_file());
     assert_eq!(partial_files(&run.join("checkpoint")), 0);
+    // The same run without interruption: the same evaluations and the same saved weights (the
+    // dropout masks of each window are seeded by its place in the run, and a checkpoint holds
+    // model, optimizer and schedule).
+    let straight = out.path().join("straight");
+    let reference = roberta_cli_args(
+        &straight,
+        1024,
+        &["--eval-steps", "64", "--log-every", "1000"],
+    );
+    let done = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
+        .args(&reference)
+        .output()
+        .unwrap();
+    assert!(done.status.success());
+    let expected = read_history(&straight.join("metrics.jsonl")).unwrap();
+    for (evaluation, values) in &expected["valid"] {
+        let got = history["valid"][evaluation]["loss"];
+        assert!(
+            (got - values["loss"]).abs() < 1e-6,
+            "evaluation {evaluation}: loss {got} resumed, {} straight",
+            values["loss"]
+        );
+    }
+    let weights = |dir: &Path| -> Vec<f32> {
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = file.names().iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+            .iter()
+            .flat_map(|n| {
+                let data = file.tensor(n).unwrap().data().to_vec();
+                data.chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let diff = common::max_abs_diff(&weights(&run), &weights(&straight));
+    assert!(diff < 1e-6, "saved weights differ by {diff}");
 }
 
 /// A checkpoint write that fails (here a file-size limit, which fails writes as a full disk

@@ -124,6 +124,8 @@ pub struct TrainStream {
     /// Positions where a window ends (an evaluation), ascending; the last is the end.
     ends: Arc<Vec<usize>>,
     accum: usize,
+    /// Seeds the device's random numbers (dropout) at the start of each window.
+    seed: u64,
     batcher: TrainBatcher,
     device: Device,
     state: Arc<StreamState>,
@@ -177,6 +179,7 @@ impl TrainStream {
             batches: Arc::new(batches),
             ends: Arc::new(ends),
             accum,
+            seed,
             batcher,
             device,
             state: Arc::new(StreamState {
@@ -267,9 +270,15 @@ impl DataLoaderIterator<TrainBatch> for Window<'_> {
 }
 
 impl DataLoader<TrainBatch> for TrainStream {
+    /// The next window. The device's random generator (dropout masks) is seeded from the seed
+    /// and the window's place in the run, so a run resumed at a window draws exactly what the
+    /// uninterrupted run drew there.
     fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<TrainBatch> + 'a> {
         let start = self.state.position();
         let end = self.window_end(start);
+        let window = self.ends.iter().filter(|&&e| e <= start).count() as u64;
+        self.device
+            .seed(self.seed.wrapping_mul(1_000_003).wrapping_add(window));
         if let Ok(mut windows) = self.state.windows.lock() {
             windows.push((start, end, self.state.steps()));
         }
