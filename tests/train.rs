@@ -6,12 +6,17 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use burn::module::Module;
+use burn::train::checkpoint::Checkpointer;
 use burnbert::checkpoint::load_classifier;
 use burnbert::config::TrainConfig;
 use burnbert::data::{Columns, Format, LabelSpace, TextTokenizer, TrainItem, read_checked};
 use burnbert::inference::{Predictor, TextInput};
+use burnbert::model::ModelConfig;
 use burnbert::model::ProblemType;
-use burnbert::training::{Trainee, complete_checkpoints, evaluate, read_history, train};
+use burnbert::training::{
+    AtomicCheckpointer, Trainee, complete_checkpoints, evaluate, read_history, train,
+};
 use common::{device, fixtures, repo};
 
 /// Training runs take turns: Burn's seeded RNG is per process, so runs in parallel threads
@@ -33,8 +38,10 @@ fn sst2_config(output: &Path) -> TrainConfig {
     c
 }
 
-/// The untrained model's validation loss (fresh head), to show training lowered it.
-fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
+/// The validation loss (on `config`'s validation rows) of the classifier in `model`, or of the
+/// checkpoint of evaluation `checkpoint` of the run in that directory; computed here, not read
+/// from the run's logs. With a bare encoder it is the untrained model's loss (fresh head).
+fn validation_loss(config: &TrainConfig, model: &Path, checkpoint: Option<usize>) -> f64 {
     let columns = Columns {
         text: config.text_column.clone(),
         text_pair: config.text_pair_column.clone(),
@@ -42,14 +49,18 @@ fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
         no_header: false,
     };
     let valid = config.valid.as_ref().unwrap();
-    let (rows, _) = read_checked(valid, Format::Auto, &columns, false).unwrap();
+    let (mut rows, _) = read_checked(valid, Format::Auto, &columns, false).unwrap();
+    rows.truncate(config.max_eval_samples.unwrap_or(usize::MAX));
     let space = LabelSpace {
         task: ProblemType::SingleLabel,
         names: vec!["0".into(), "1".into()],
         delimiter: ",".into(),
     };
     let targets = space.targets(&rows, valid).unwrap();
-    let tokenizer = TextTokenizer::from_dir(model, config.max_len, 0).unwrap();
+    let pad = ModelConfig::from_file(&model.join("config.json"))
+        .unwrap()
+        .pad_token_id;
+    let tokenizer = TextTokenizer::from_dir(model, config.max_len, pad as u32).unwrap();
     let items: Vec<TrainItem> = rows
         .iter()
         .zip(targets)
@@ -59,12 +70,16 @@ fn initial_loss(config: &TrainConfig, model: &Path) -> f64 {
         })
         .collect();
     let loaded = load_classifier(model, Some(space.names.clone()), &device()).unwrap();
-    let trainee = Trainee {
+    let mut trainee = Trainee {
         model: loaded.model,
         loss_scale: 1.0,
         max_grad_norm: 0.0,
         class_weights: None,
     };
+    if let Some(evaluation) = checkpoint {
+        let checkpointer = AtomicCheckpointer::new(&model.join("checkpoint"), "model");
+        trainee = trainee.load_record(checkpointer.restore(evaluation).unwrap());
+    }
     evaluate(
         &trainee,
         Arc::new(items),
@@ -90,7 +105,7 @@ fn sst2_one_epoch_on_2000_rows_reaches_072_and_reloads_identically() {
     let accuracy = summary.eval["accuracy"];
     assert!(accuracy >= 0.72, "dev accuracy {accuracy}");
 
-    let before = initial_loss(&config, &common::minilm_dir());
+    let before = validation_loss(&config, &common::minilm_dir(), None);
     assert!(
         summary.eval["loss"] < before - 0.1,
         "loss {} vs untrained {before}",
@@ -593,10 +608,21 @@ fn early_stopping_stops_and_keeps_the_best_epoch() {
         summary.best_evaluation,
         1 + losses.iter().position(|&l| l == best).unwrap()
     );
+    // Checked without the logs: the saved model.safetensors, evaluated here, has the logged
+    // best loss and beats the last evaluation's checkpoint, evaluated here too.
+    let saved = validation_loss(&config, out.path(), None);
     assert!(
-        (summary.eval["loss"] - best).abs() < 1e-4,
-        "{} vs {best}",
-        summary.eval["loss"]
+        (saved - best).abs() < 1e-4,
+        "saved model {saved} vs logged best {best}"
+    );
+    assert_ne!(
+        summary.best_evaluation, ran,
+        "the run diverged: the last is not the best"
+    );
+    let last = validation_loss(&config, out.path(), Some(ran));
+    assert!(
+        saved < last,
+        "saved model {saved} is not better than the last evaluation's {last}"
     );
 }
 
