@@ -28,9 +28,10 @@ use burn::data::dataloader::DataLoaderBuilder;
 use burn::module::Module;
 use burn::tensor::Device;
 use burn::train::checkpoint::{
-    Checkpointer, ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
+    Checkpointer, CheckpointingAction, CheckpointingStrategy, ComposedCheckpointingStrategy,
+    KeepLastNCheckpoints,
 };
-use burn::train::metric::store::{Aggregate, Direction, EventStoreClient, Split};
+use burn::train::metric::store::{Aggregate, EventStoreClient, Split};
 use burn::train::metric::{IterationSpeedMetric, LearningRateMetric, LossMetric};
 use burn::train::{EarlyStoppingStrategy, Learner, SupervisedTraining};
 
@@ -270,11 +271,55 @@ impl EarlyStoppingStrategy for Patience {
         let Some(patience) = self.patience else {
             return false;
         };
-        // Every evaluation so far, those before a resume included (Burn reads them back).
-        let values: Vec<f64> = (1..=epoch)
-            .filter_map(|e| store.find_metric(&self.name, e, Aggregate::Mean, &Split::Valid))
+        let values: Vec<f64> = validation_values(store, &self.name, epoch)
+            .map(|(_, v)| v)
             .collect();
         patience_exhausted(&values, self.higher, self.min_delta, patience)
+    }
+}
+
+/// The validation values of metric `name` for evaluations `1..=epoch`, those before a resume
+/// included (Burn reads them back from its logs).
+fn validation_values<'a>(
+    store: &'a EventStoreClient,
+    name: &'a str,
+    epoch: usize,
+) -> impl Iterator<Item = (usize, f64)> + 'a {
+    (1..=epoch).filter_map(move |e| {
+        Some((
+            e,
+            store.find_metric(name, e, Aggregate::Mean, &Split::Valid)?,
+        ))
+    })
+}
+
+/// Keeps the checkpoint of the best evaluation by [`best_of`] (the same rule as the saved model
+/// and patience) and deletes the one it replaces.
+struct KeepBest {
+    name: String,
+    higher: bool,
+    kept: Option<usize>,
+}
+
+impl CheckpointingStrategy for KeepBest {
+    fn checkpointing(
+        &mut self,
+        epoch: usize,
+        store: &EventStoreClient,
+    ) -> Vec<CheckpointingAction> {
+        let best =
+            best_of(validation_values(store, &self.name, epoch), self.higher).map(|(e, _)| e);
+        let mut actions = Vec::new();
+        if let Some(kept) = self.kept
+            && Some(kept) != best
+        {
+            actions.push(CheckpointingAction::Delete(kept));
+        }
+        if best == Some(epoch) {
+            actions.push(CheckpointingAction::Save);
+        }
+        self.kept = best;
+        actions
     }
 }
 
@@ -565,41 +610,15 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     let tui = !config.no_tui && std::io::stdout().is_terminal();
     let history = Arc::new(Mutex::new(History::new()));
     let higher = higher_is_better(&key);
-    let direction = if higher {
-        Direction::Highest
-    } else {
-        Direction::Lowest
-    };
     let best_name = display_name(&key);
-    let best_metric_strategy = |name: &str| -> ComposedCheckpointingStrategy {
-        let split = Split::Valid;
-        let strategy = match name {
-            "loss" => MetricCheckpointingStrategy::new(
-                &LossMetric::new(),
-                Aggregate::Mean,
-                direction,
-                split,
-            ),
-            other => {
-                let key = available
-                    .iter()
-                    .find(|k| **k == other)
-                    .copied()
-                    .unwrap_or("accuracy");
-                let metric = SplitMetric::new(
-                    key,
-                    data.space.task,
-                    data.space.names.len(),
-                    config.threshold,
-                );
-                MetricCheckpointingStrategy::new(&metric, Aggregate::Mean, direction, split)
-            }
-        };
-        ComposedCheckpointingStrategy::builder()
-            .add(KeepLastNCheckpoints::new(1))
-            .add(strategy)
-            .build()
-    };
+    let keep = ComposedCheckpointingStrategy::builder()
+        .add(KeepLastNCheckpoints::new(1))
+        .add(KeepBest {
+            name: best_name.clone(),
+            higher,
+            kept: None,
+        })
+        .build();
 
     let checkpoint_dir = output.join("checkpoint");
     let mut training = SupervisedTraining::new(&output, Arc::new(stream), loader_valid)
@@ -618,7 +637,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             AtomicCheckpointer::new(&checkpoint_dir, "optim"),
             AtomicCheckpointer::new(&checkpoint_dir, "scheduler"),
         )
-        .with_checkpointing_strategy(best_metric_strategy(&key))
+        .with_checkpointing_strategy(keep)
         .early_stopping(Patience {
             name: best_name.clone(),
             higher,
