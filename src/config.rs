@@ -11,7 +11,27 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::DEFAULT_MODEL;
 use crate::data::Format;
 use crate::error::{Error, Result};
-use crate::training::ScheduleKind;
+
+/// The decay of the learning rate after warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    Cosine,
+    Linear,
+}
+
+/// How training examples are put into batches and ordered, each epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Shuffled, then sorted by length within groups of 50 batches, batches shuffled
+    /// (transformers' `LengthGroupedSampler`): least padding.
+    GroupByLength,
+    /// Shuffled each epoch.
+    Random,
+    /// In file order, every epoch.
+    Sequential,
+}
 
 /// Every `train` option. Keys in TOML are the field names; flags are the same with dashes.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -88,6 +108,10 @@ pub struct TrainConfig {
     /// Decay after warmup.
     #[arg(long, value_enum, default_value_t = ScheduleKind::Cosine)]
     pub scheduler: ScheduleKind,
+    /// Order of the training batches, as Trainer's `train_sampling_strategy`: `group-by-length`
+    /// (shuffled batches of similar length), `random` (shuffled) or `sequential` (file order).
+    #[arg(long, value_enum, default_value_t = Sampling::GroupByLength)]
+    pub sampling: Sampling,
     /// Clip gradients to this global L2 norm (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,

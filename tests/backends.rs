@@ -70,10 +70,10 @@ fn every_backend_lowers_the_loss_in_a_few_steps() {
                 burn::tensor::TensorData::new(vec![0i64, 1, 0, 1], [4]),
                 device,
             )),
+            loss_scale: 1.0,
         };
         let mut trainee = Trainee {
             model: predictor.model,
-            loss_scale: 1.0,
             max_grad_norm: 1.0,
             class_weights: None,
         };

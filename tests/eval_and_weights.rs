@@ -107,11 +107,11 @@ fn class_weights_change_the_loss_as_expected() {
             ),
             &device(),
         )),
+        loss_scale: 1.0,
     };
     let weights = vec![1.0f32, 2.0, 0.5];
     let mut trainee = Trainee {
         model: predictor.model,
-        loss_scale: 1.0,
         max_grad_norm: 0.0,
         class_weights: None,
     };

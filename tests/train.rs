@@ -72,7 +72,6 @@ fn validation_loss(config: &TrainConfig, model: &Path, checkpoint: Option<usize>
     let loaded = load_classifier(model, Some(space.names.clone()), &device()).unwrap();
     let mut trainee = Trainee {
         model: loaded.model,
-        loss_scale: 1.0,
         max_grad_norm: 0.0,
         class_weights: None,
     };

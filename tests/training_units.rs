@@ -8,10 +8,9 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::tensor::{Tensor, TensorData};
+use burnbert::config::ScheduleKind;
 use burnbert::model::{ModelConfig, SequenceClassifier};
-use burnbert::training::{
-    ScheduleKind, WarmupDecay, best_of, clip_global_norm, decays, patience_exhausted,
-};
+use burnbert::training::{WarmupDecay, best_of, clip_global_norm, decays, patience_exhausted};
 use common::{device, fixtures};
 use serde_json::Value;
 

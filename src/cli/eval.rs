@@ -66,7 +66,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let padding = predictor.tokenizer.padding();
     let trainee = Trainee {
         model: predictor.model,
-        loss_scale: 1.0,
         max_grad_norm: 0.0,
         class_weights: None,
     };

@@ -14,6 +14,7 @@ use super::batcher::{Padding, TextBatch, collate};
 use super::labels::Target;
 use super::table::RawRow;
 use super::tokenizer::{Encoded, TextTokenizer};
+use crate::config::Sampling;
 use crate::error::Result;
 
 /// A tokenized, labelled example.
@@ -56,6 +57,9 @@ pub enum TargetBatch {
 pub struct TrainBatch {
     pub inputs: TextBatch,
     pub targets: TargetBatch,
+    /// Multiplies the batch's loss before backward: `1 / batches` of its accumulation group,
+    /// so an optimizer step follows the mean loss of its batches (1 outside training).
+    pub loss_scale: f64,
 }
 
 /// How many batches are sorted by length together: large enough to group similar lengths,
@@ -78,6 +82,28 @@ pub fn length_grouped_batches(lengths: &[usize], batch_size: usize, seed: u64) -
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// One epoch's training batches (example indices, in training order) for `sampling`, drawn
+/// with `seed`.
+pub fn epoch_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    sampling: Sampling,
+    seed: u64,
+) -> Vec<Vec<usize>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    match sampling {
+        Sampling::GroupByLength => {
+            let mut batches = length_grouped_batches(lengths, batch_size, seed);
+            batches.shuffle(&mut rng);
+            return batches;
+        }
+        Sampling::Random => order.shuffle(&mut rng),
+        Sampling::Sequential => {}
+    }
+    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
 }
 
 /// Evaluation batches: examples sorted by length, so padding is minimal.
@@ -167,7 +193,11 @@ impl Batcher<Vec<TrainItem>, TrainBatch> for TrainBatcher {
                 ))
             }
         };
-        TrainBatch { inputs, targets }
+        TrainBatch {
+            inputs,
+            targets,
+            loss_scale: 1.0,
+        }
     }
 }
 

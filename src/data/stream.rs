@@ -13,11 +13,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
-use super::loader::{TrainBatch, TrainBatcher, TrainItem, length_grouped_batches};
+use super::loader::{TrainBatch, TrainBatcher, TrainItem, epoch_batches};
+use crate::config::Sampling;
 
 /// Where training stands, shared by the stream, the metric logger, the renderer and Ctrl-C.
 #[derive(Debug, Default)]
@@ -32,8 +30,9 @@ pub struct StreamState {
     train_nanos: AtomicU64,
     /// (start, end, steps at start) of each window served by this process.
     windows: Mutex<Vec<(usize, usize, usize)>>,
-    /// Batches per optimizer step.
-    pub accum: usize,
+    /// Positions (batches served) where an optimizer step ends, ascending: every `accum`
+    /// batches within an epoch and at each epoch end (a shorter last group, as Trainer).
+    groups: Vec<usize>,
     /// Batches per epoch.
     pub per_epoch: usize,
     /// Optimizer steps of the whole run.
@@ -71,14 +70,27 @@ impl StreamState {
     /// (position, optimizer steps). Exact even when read later than the batch was served.
     pub fn within_window(&self, index: usize, done: usize) -> Option<(usize, usize)> {
         let windows = self.windows.lock().ok()?;
-        let &(position, end, steps) = windows.get(index)?;
-        let accum = self.accum.max(1);
-        let taken = if position + done == end {
-            done.div_ceil(accum)
-        } else {
-            done / accum
-        };
+        let &(position, _, steps) = windows.get(index)?;
+        let taken = self.steps_before(position + done) - self.steps_before(position);
         Some((position + done, steps + taken))
+    }
+
+    /// Optimizer steps completed once `position` batches are served.
+    fn steps_before(&self, position: usize) -> usize {
+        self.groups.partition_point(|&end| end <= position)
+    }
+
+    /// Whether an optimizer step ends after `position` batches.
+    fn ends_step(&self, position: usize) -> bool {
+        self.groups.binary_search(&position).is_ok()
+    }
+
+    /// The loss scale of the batch at `position`: one over the batches of its accumulation group.
+    fn loss_scale(&self, position: usize) -> f64 {
+        let group = self.steps_before(position);
+        let start = group.checked_sub(1).map_or(0, |g| self.groups[g]);
+        let end = self.groups.get(group).copied().unwrap_or(position + 1);
+        1.0 / (end - start).max(1) as f64
     }
 
     /// Whether the `index`-th window of this process is complete after `done` batches.
@@ -123,7 +135,6 @@ pub struct TrainStream {
     batches: Arc<Vec<Vec<usize>>>,
     /// Positions where a window ends (an evaluation), ascending; the last is the end.
     ends: Arc<Vec<usize>>,
-    accum: usize,
     /// Seeds the device's random numbers (dropout) at the start of each window.
     seed: u64,
     batcher: TrainBatcher,
@@ -131,61 +142,76 @@ pub struct TrainStream {
     state: Arc<StreamState>,
 }
 
-/// Where evaluations fall: every epoch end, and every `every` batches if given.
-fn evaluation_points(per_epoch: usize, epochs: usize, every: Option<usize>) -> Vec<usize> {
-    let total = per_epoch * epochs;
+/// How a run's batches are laid out: see [`TrainStream::new`].
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLayout {
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub sampling: Sampling,
+    pub seed: u64,
+    /// Also evaluate every this many optimizer steps.
+    pub eval_steps: Option<usize>,
+    /// Batches per optimizer step.
+    pub accum: usize,
+}
+
+/// Where optimizer steps end: every `accum` batches within each epoch, and at each epoch end
+/// (Trainer's rule: an epoch's last group holds the remainder).
+fn group_ends(per_epoch: usize, epochs: usize, accum: usize) -> Vec<usize> {
+    (0..epochs)
+        .flat_map(|epoch| {
+            let base = epoch * per_epoch;
+            (1..=per_epoch.div_ceil(accum)).map(move |k| base + (k * accum).min(per_epoch))
+        })
+        .collect()
+}
+
+/// Where evaluations fall: every epoch end, and after every `every` optimizer steps if given.
+fn evaluation_points(
+    groups: &[usize],
+    per_epoch: usize,
+    epochs: usize,
+    every: Option<usize>,
+) -> Vec<usize> {
     let mut ends: BTreeSet<usize> = (1..=epochs).map(|e| e * per_epoch).collect();
     if let Some(every) = every.filter(|&n| n > 0) {
-        ends.extend((1..).map(|k| k * every).take_while(|&p| p < total));
+        ends.extend(groups.iter().skip(every - 1).step_by(every).copied());
     }
     ends.into_iter().filter(|&p| p > 0).collect()
 }
 
 impl TrainStream {
-    /// `lengths` are the token counts of `items`; epoch `e` groups and orders its batches with
-    /// seed `seed + e`. Evaluations fall at every epoch end and, with `eval_steps`, every
-    /// `eval_steps` optimizer steps (of `accum` batches each).
-    #[allow(clippy::too_many_arguments)]
+    /// Epoch `e` orders its batches by `layout.sampling` with seed `seed + e`. Evaluations
+    /// fall at every epoch end and, with `eval_steps`, every `eval_steps` optimizer steps.
     pub fn new(
         items: Arc<Vec<TrainItem>>,
-        batch_size: usize,
-        epochs: usize,
-        seed: u64,
-        eval_steps: Option<usize>,
-        accum: usize,
+        layout: StreamLayout,
         batcher: TrainBatcher,
         device: Device,
     ) -> Self {
         let lengths: Vec<usize> = items.iter().map(|i| i.encoded.input_ids.len()).collect();
-        let accum = accum.max(1);
+        let accum = layout.accum.max(1);
         let mut batches = Vec::new();
         let mut per_epoch = 0;
-        for epoch in 0..epochs as u64 {
-            let mut epoch_batches =
-                length_grouped_batches(&lengths, batch_size, seed.wrapping_add(epoch));
-            epoch_batches.shuffle(&mut StdRng::seed_from_u64(seed.wrapping_add(epoch)));
+        for epoch in 0..layout.epochs as u64 {
+            let seed = layout.seed.wrapping_add(epoch);
+            let epoch_batches = epoch_batches(&lengths, layout.batch_size, layout.sampling, seed);
             per_epoch = epoch_batches.len();
             batches.extend(epoch_batches);
         }
-        let ends = evaluation_points(per_epoch, epochs, eval_steps.map(|n| n * accum));
-        let mut start = 0;
-        let mut total_steps = 0;
-        for &end in &ends {
-            total_steps += (end - start).div_ceil(accum);
-            start = end;
-        }
+        let groups = group_ends(per_epoch, layout.epochs, accum);
+        let ends = evaluation_points(&groups, per_epoch, layout.epochs, layout.eval_steps);
         Self {
             items,
             batches: Arc::new(batches),
             ends: Arc::new(ends),
-            accum,
-            seed,
+            seed: layout.seed,
             batcher,
             device,
             state: Arc::new(StreamState {
-                accum,
                 per_epoch,
-                total_steps,
+                total_steps: groups.len(),
+                groups,
                 ..StreamState::default()
             }),
         }
@@ -232,9 +258,9 @@ impl Iterator for Window<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let stream = self.stream;
-        let done = self.position - self.start;
-        let at_step = done > 0 && done.is_multiple_of(stream.accum);
-        if self.position >= self.end || (at_step && stream.state.stop_requested()) {
+        let state = &stream.state;
+        let at_step = self.position > self.start && state.ends_step(self.position);
+        if self.position >= self.end || (at_step && state.stop_requested()) {
             // Burn asks once more after the window's last step has run.
             if let Some(started) = self.started.take() {
                 let nanos = started.elapsed().as_nanos() as u64;
@@ -245,14 +271,14 @@ impl Iterator for Window<'_> {
         self.started.get_or_insert_with(Instant::now);
         let indices = &stream.batches[self.position];
         let group: Vec<TrainItem> = indices.iter().map(|&i| stream.items[i].clone()).collect();
-        let batch = stream.batcher.batch(vec![group], &stream.device);
+        let mut batch = stream.batcher.batch(vec![group], &stream.device);
+        batch.loss_scale = state.loss_scale(self.position);
         self.position += 1;
-        let state = &stream.state;
         state.position.store(self.position, Ordering::SeqCst);
         state.examples.fetch_add(indices.len(), Ordering::SeqCst);
-        // Burn steps the optimizer after `accum` batches and at the end of each window.
-        let done = self.position - self.start;
-        if done.is_multiple_of(stream.accum) || self.position == self.end {
+        // Burn steps the optimizer after `accum` batches and at the end of each window, which
+        // ends at a group end.
+        if state.ends_step(self.position) {
             state.steps.fetch_add(1, Ordering::SeqCst);
         }
         Some(Ok(batch))
@@ -327,11 +353,14 @@ mod tests {
             .collect();
         TrainStream::new(
             Arc::new(items),
-            4,
-            epochs,
-            7,
-            eval_steps,
-            accum,
+            StreamLayout {
+                batch_size: 4,
+                epochs,
+                sampling: Sampling::GroupByLength,
+                seed: 7,
+                eval_steps,
+                accum,
+            },
             TrainBatcher {
                 padding: 0.into(),
                 num_labels: 2,
@@ -352,9 +381,49 @@ mod tests {
 
     #[test]
     fn evaluations_fall_on_epoch_ends_and_every_n_steps() {
-        assert_eq!(evaluation_points(10, 2, None), [10, 20]);
-        assert_eq!(evaluation_points(10, 2, Some(4)), [4, 8, 10, 12, 16, 20]);
-        assert_eq!(evaluation_points(10, 1, Some(30)), [10]);
+        let groups = group_ends(10, 2, 1);
+        assert_eq!(evaluation_points(&groups, 10, 2, None), [10, 20]);
+        assert_eq!(
+            evaluation_points(&groups, 10, 2, Some(4)),
+            [4, 8, 10, 12, 16, 20]
+        );
+        assert_eq!(evaluation_points(&groups, 10, 1, Some(30)), [10]);
+    }
+
+    #[test]
+    fn accumulation_groups_restart_each_epoch_as_in_trainer() {
+        // 5 batches an epoch, 2 per step: steps end at 2, 4, 5 | 7, 9, 10.
+        let groups = group_ends(5, 2, 2);
+        assert_eq!(groups, [2, 4, 5, 7, 9, 10]);
+        // Every 2 steps: after steps 2, 4, 6 (positions 4, 7, 10), and the epoch ends.
+        assert_eq!(evaluation_points(&groups, 5, 2, Some(2)), [4, 5, 7, 10]);
+    }
+
+    #[test]
+    fn each_batch_is_scaled_by_its_own_group_size() {
+        // 36 examples, batch 4: 9 batches, 2 per step; the last group holds one batch.
+        let s = stream(36, 1, None, 2);
+        let mut iter = s.iter();
+        let scales: Vec<f64> = std::iter::from_fn(|| iter.next())
+            .map(|b| b.unwrap().loss_scale)
+            .collect();
+        assert_eq!(scales, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0]);
+        assert_eq!(s.state().total_steps, 5);
+        assert_eq!(s.state().steps(), 5);
+    }
+
+    #[test]
+    fn sequential_sampling_keeps_file_order() {
+        let lengths = [3, 9, 1, 5, 7];
+        assert_eq!(
+            epoch_batches(&lengths, 2, Sampling::Sequential, 1),
+            [vec![0, 1], vec![2, 3], vec![4]]
+        );
+        let random = epoch_batches(&lengths, 2, Sampling::Random, 1);
+        let mut all: Vec<usize> = random.iter().flatten().copied().collect();
+        assert_ne!(all, [0, 1, 2, 3, 4]);
+        all.sort();
+        assert_eq!(all, [0, 1, 2, 3, 4]);
     }
 
     #[test]

@@ -38,9 +38,9 @@ use burn::train::{EarlyStoppingStrategy, Learner, SupervisedTraining};
 use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model, save_pretrained};
 use crate::config::TrainConfig;
 use crate::data::{
-    BatchedDataset, Columns, LabelSpace, RawRow, StreamState, TextTokenizer, TrainBatcher,
-    TrainItem, TrainStream, infer_task, parse_task, read_checked, sorted_batches, stratified_split,
-    train_items,
+    BatchedDataset, Columns, LabelSpace, RawRow, StreamLayout, StreamState, TextTokenizer,
+    TrainBatcher, TrainItem, TrainStream, infer_task, parse_task, read_checked, sorted_batches,
+    stratified_split, train_items,
 };
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -543,7 +543,6 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     }
     let trainee = Trainee {
         model,
-        loss_scale: 1.0 / config.grad_accum as f64,
         max_grad_norm: config.max_grad_norm,
         class_weights: weights,
     };
@@ -552,13 +551,17 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         padding: data.tokenizer.padding(),
         num_labels: data.space.names.len(),
     };
+    let layout = StreamLayout {
+        batch_size: config.batch_size,
+        epochs: config.epochs,
+        sampling: config.sampling,
+        seed: config.seed,
+        eval_steps: config.eval_steps,
+        accum: config.grad_accum,
+    };
     let stream = TrainStream::new(
         data.train.clone(),
-        config.batch_size,
-        config.epochs,
-        config.seed,
-        config.eval_steps,
-        config.grad_accum,
+        layout,
         batcher.clone(),
         train_device.clone(),
     );

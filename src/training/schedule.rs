@@ -6,15 +6,7 @@ use burn::optim::{LearningRate, RecordState, StateSink, StateSource};
 use burn::store::burn_pack::Scalar;
 use burn::tensor::Device;
 
-/// The decay after warmup.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleKind {
-    Cosine,
-    Linear,
-}
+use crate::config::ScheduleKind;
 
 /// Linear warmup from 0 over `warmup_steps`, then cosine (half a cycle) or linear decay to 0
 /// at `total_steps`. Steps count optimizer steps; `step()` returns the rate of the next one.

@@ -15,9 +15,6 @@ use crate::model::SequenceClassifier;
 #[derive(Module, Debug)]
 pub struct Trainee {
     pub model: SequenceClassifier,
-    /// Multiplies the loss: `1 / grad_accum`, since Burn sums accumulated gradients.
-    #[module(skip)]
-    pub loss_scale: f64,
     /// Global L2 norm the gradients are clipped to (`0` disables clipping).
     #[module(skip)]
     pub max_grad_norm: f64,
@@ -81,9 +78,12 @@ impl TrainStep for Trainee {
     type Input = TrainBatch;
     type Output = StepOutput;
 
+    /// Burn sums the gradients of accumulated batches; each batch's loss carries the scale of
+    /// its group, so a step follows the mean loss of the batches it holds.
     fn step(&self, batch: TrainBatch) -> TrainOutput<StepOutput> {
+        let scale = batch.loss_scale;
         let output = self.forward(batch);
-        let grads = (output.loss.clone() * self.loss_scale).backward();
+        let grads = (output.loss.clone() * scale).backward();
         TrainOutput::new(self, grads, output)
     }
 
