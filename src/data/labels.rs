@@ -100,6 +100,11 @@ impl LabelSpace {
         configured: Option<Vec<String>>,
         delimiter: &str,
     ) -> Result<Self> {
+        let source = if configured.is_some() {
+            "labels (--labels or the config) name"
+        } else {
+            "the training data has"
+        };
         let names = match (task, configured) {
             (ProblemType::Regression, _) => vec!["LABEL_0".to_string()],
             (_, Some(names)) => {
@@ -125,8 +130,7 @@ impl LabelSpace {
         };
         if task == ProblemType::SingleLabel && names.len() < 2 {
             return Err(Error::Input(format!(
-                "single-label classification needs at least 2 labels, the training data has {:?}",
-                names
+                "single-label classification needs at least 2 labels, {source} {names:?}"
             )));
         }
         Ok(Self {

@@ -523,6 +523,12 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         )));
     }
 
+    let weights = config
+        .class_weights
+        .as_deref()
+        .map(|spec| class_weights(spec, &data.train, &data.space))
+        .transpose()?;
+
     let train_device = device.clone().autodiff();
     // Seeds the fresh head's initialisation and dropout.
     train_device.seed(config.seed);
@@ -533,11 +539,6 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
     } = load_classifier(&model_dir, Some(data.space.names.clone()), &train_device)?;
     crate::cli::print_notices(&notices);
     model_config.problem_type = Some(data.space.task);
-    let weights = config
-        .class_weights
-        .as_deref()
-        .map(|spec| class_weights(spec, &data.train, &data.space))
-        .transpose()?;
     if let Some(weights) = &weights {
         println!("burnbert: class weights {weights:?}");
     }
@@ -624,6 +625,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
         .build();
 
     let checkpoint_dir = output.join("checkpoint");
+    let [model_part, optim_part, scheduler_part] = AtomicCheckpointer::set(&checkpoint_dir);
     let mut training = SupervisedTraining::new(&output, Arc::new(stream), loader_valid)
         .metric_train_numeric(LossMetric::new())
         .metric_valid_numeric(LossMetric::new())
@@ -635,11 +637,7 @@ pub fn train(config: &TrainConfig, device: &Device) -> Result<RunSummary> {
             history.clone(),
             progress.clone(),
         ))
-        .with_custom_checkpointers(
-            AtomicCheckpointer::new(&checkpoint_dir, "model"),
-            AtomicCheckpointer::new(&checkpoint_dir, "optim"),
-            AtomicCheckpointer::new(&checkpoint_dir, "scheduler"),
-        )
+        .with_custom_checkpointers(model_part, optim_part, scheduler_part)
         .with_checkpointing_strategy(keep)
         .early_stopping(Patience {
             name: best_name.clone(),
