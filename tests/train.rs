@@ -193,7 +193,7 @@ fn roberta_config(output: &Path) -> TrainConfig {
 }
 
 /// `burnbert train` arguments: the tiny RoBERTa on the first `rows` SST-2 rows, 32 dev rows,
-/// batch 2, max_len 24, 2 epochs, plain output into `output`, then `extra`.
+/// batch 2, max_len 24, 2 epochs (unless `extra` says), plain output into `output`, then `extra`.
 fn roberta_cli_args(output: &Path, rows: usize, extra: &[&str]) -> Vec<String> {
     let path = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
     let mut args: Vec<String> = vec![
@@ -219,11 +219,12 @@ fn roberta_cli_args(output: &Path, rows: usize, extra: &[&str]) -> Vec<String> {
         "2",
         "--max-len",
         "24",
-        "--epochs",
-        "2",
         "--no-tui",
     ];
     args.extend(rest.iter().chain(extra).map(|a| a.to_string()));
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs".to_string(), "2".to_string()]);
+    }
     args
 }
 
@@ -459,22 +460,22 @@ fn a_failed_checkpoint_write_is_a_one_line_error() {
     assert!(run.join("model.safetensors").is_file());
 }
 
-/// A full disk (a 760 KB tmpfs, mounted in a private mount namespace) while the second
-/// checkpoint is written: one line naming the file and the cause, exit 1, no panic; the first
-/// checkpoint stays complete and readable (Burn deletes the old set right after queueing the new
-/// one), no torn file is left, and `--resume` from it finishes the run once there is room.
+/// Runs `burnbert args` with its `--output` on a tmpfs of `size` (mounted in a private mount
+/// namespace, gone with it); returns the process output and a copy of what it left in `run`.
 #[cfg(target_os = "linux")]
-#[test]
-fn a_full_disk_keeps_the_previous_checkpoint() {
-    let _turn = serial();
+fn train_on_a_small_disk(
+    size: &str,
+    rows: usize,
+    extra: &[&str],
+) -> (std::process::Output, tempfile::TempDir) {
     let mount = tempfile::tempdir().unwrap();
     let kept = tempfile::tempdir().unwrap();
-    let run = mount.path().join("run");
-    let args = roberta_cli_args(&run, 64, &["--log-every", "1000"]);
-    // Checkpoint 1 (model 136 KB, optimizer 278 KB) and the logs fit; checkpoint 2 does not.
-    let script = "mount -t tmpfs -o size=760k tmpfs \"$MNT\" || exit 97; \"$@\"; code=$?; cp -a \"$MNT/run\" \"$KEEP/\"; exit $code";
+    let args = roberta_cli_args(&mount.path().join("run"), rows, extra);
+    let script = format!(
+        "mount -t tmpfs -o size={size} tmpfs \"$MNT\" || exit 97; \"$@\"; code=$?; cp -a \"$MNT/run\" \"$KEEP/\"; exit $code"
+    );
     let output = std::process::Command::new("unshare")
-        .args(["--map-root-user", "--mount", "sh", "-c", script, "sh"])
+        .args(["--map-root-user", "--mount", "sh", "-c", &script, "sh"])
         .arg(env!("CARGO_BIN_EXE_burnbert"))
         .args(&args)
         .env("MNT", mount.path())
@@ -487,15 +488,36 @@ fn a_full_disk_keeps_the_previous_checkpoint() {
         Some(97),
         "cannot mount a tmpfs here: {stderr}"
     );
+    (output, kept)
+}
+
+/// The one error line of a run that hit a full disk, asserting exit 1, no panic, the cause, and
+/// `file` in the path it names.
+#[cfg(target_os = "linux")]
+fn full_disk_error(output: &std::process::Output, file: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("error:")
-            && last.contains("checkpoint/optim-2.bpk")
+            && last.contains(file)
             && last.contains("No space left on device")
             && !stderr.contains("panicked"),
         "{stderr}"
     );
+}
+
+/// A full disk (a 760 KB tmpfs) while the second checkpoint is written: one line naming the
+/// file and the cause, exit 1, no panic; the first checkpoint stays complete and readable (Burn
+/// deletes the old set right after queueing the new one), no torn file is left, and `--resume`
+/// from it finishes the run once there is room.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_keeps_the_previous_checkpoint() {
+    let _turn = serial();
+    // Checkpoint 1 (model 136 KB, optimizer 278 KB) and the logs fit; checkpoint 2 does not.
+    let (output, kept) = train_on_a_small_disk("760k", 64, &["--log-every", "1000"]);
+    full_disk_error(&output, "checkpoint/optim-2.bpk");
     let run = kept.path().join("run");
     let checkpoints = run.join("checkpoint");
     assert_eq!(complete_checkpoints(&checkpoints), [1]);
@@ -516,6 +538,44 @@ fn a_full_disk_keeps_the_previous_checkpoint() {
     );
     assert!(run.join("model.safetensors").is_file());
     assert_eq!(complete_checkpoints(&checkpoints).last(), Some(&2));
+}
+
+/// A full disk when the trained model is saved (a 560 KB tmpfs: the one checkpoint fits, the
+/// model does not): one line naming model.safetensors, no temporary file left, the checkpoint
+/// intact, and `--resume` then saves the model without training again.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_when_saving_the_model_is_one_line_and_resumable() {
+    let _turn = serial();
+    let extra = ["--log-every", "1000", "--epochs", "1"];
+    let (output, kept) = train_on_a_small_disk("560k", 64, &extra);
+    full_disk_error(&output, "model.safetensors");
+    let run = kept.path().join("run");
+    assert_eq!(complete_checkpoints(&run.join("checkpoint")), [1]);
+    let names: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with(".tmp") || n == "model.safetensors"),
+        "{names:?}"
+    );
+    let mut resume = extra.to_vec();
+    resume.push("--resume");
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
+        .args(roberta_cli_args(&run, 64, &resume))
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(run.join("model.safetensors").is_file());
+    let history = read_history(&run.join("metrics.jsonl")).unwrap();
+    assert_eq!(history["valid"].len(), 1, "no second training pass");
 }
 
 /// With no complete checkpoint (the optimizer file of the only one is missing), `--resume`
