@@ -9,7 +9,7 @@ use clap::parser::ValueSource;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::DEFAULT_MODEL;
-use crate::data::Format;
+use crate::data::{Format, Sampling};
 use crate::error::{Error, Result};
 
 /// The decay of the learning rate after warmup.
@@ -18,19 +18,6 @@ use crate::error::{Error, Result};
 pub enum ScheduleKind {
     Cosine,
     Linear,
-}
-
-/// How training examples are put into batches and ordered, each epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// Shuffled, then sorted by length within groups of 50 batches, batches shuffled
-    /// (transformers' `LengthGroupedSampler`): least padding.
-    GroupByLength,
-    /// Shuffled each epoch.
-    Random,
-    /// In file order, every epoch.
-    Sequential,
 }
 
 /// Every `train` option. Keys in TOML are the field names; flags are the same with dashes.

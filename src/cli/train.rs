@@ -1,13 +1,16 @@
-//! `burnbert train`.
+//! `burnbert train`: resolves the configuration, prints the plan, runs it with a dashboard or
+//! plain lines, stops on Ctrl-C, then draws the curves and prints the summary.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use clap::{ArgMatches, Args};
 
-use super::DeviceArgs;
+use super::{DeviceArgs, print_notices};
 use crate::config::TrainConfig;
 use crate::error::Result;
-use crate::training::train;
+use crate::training::{Display, RunSummary, Stopped, Stopper, TrainPlan, clock, format_value};
 
 /// The configuration a bare `burnbert train` uses.
 pub const DEFAULT_CONFIG: &str = "config/default.toml";
@@ -36,6 +39,80 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
     let mut config = TrainConfig::resolve(&args.train, matches, file.as_deref())?;
     config.pad_to_multiple_of = Some(args.device.pad_multiple(config.pad_to_multiple_of)?);
     let device = args.device.device()?;
-    train(&config, &device)?;
+
+    let plan = TrainPlan::new(&config, &device)?;
+    print_notices(plan.notices());
+    for line in plan.describe() {
+        println!("burnbert: {line}");
+    }
+    stop_on_ctrl_c(plan.stopper());
+    let display = if !config.no_tui && std::io::stdout().is_terminal() {
+        Display::Tui
+    } else {
+        Display::Lines {
+            every: config.log_every,
+            lines: Arc::new(|line: &str| println!("{line}")),
+        }
+    };
+    let summary = plan.run(display)?;
+    let resume = format!("--resume --output {}", summary.output.display());
+    match summary.stopped {
+        Some(Stopped::AtOnce) => println!(
+            "burnbert: interrupted at once; saved the best evaluated model (continue from the last checkpoint with {resume})"
+        ),
+        Some(Stopped::AfterCheckpoint { step }) => println!(
+            "burnbert: stopped at step {step} after a checkpoint; saved the best evaluated model (continue with {resume})"
+        ),
+        None => {}
+    }
+    crate::plot::plot_runs(std::slice::from_ref(&summary.output), None)?;
+    print_summary(&summary);
     Ok(())
+}
+
+/// The first Ctrl-C ends the run at the next optimizer step, after an evaluation and a
+/// checkpoint there; a second one stops at once (the last checkpoint stays).
+fn stop_on_ctrl_c(stopper: Stopper) {
+    static CURRENT: Mutex<Option<Stopper>> = Mutex::new(None);
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    if let Ok(mut current) = CURRENT.lock() {
+        *current = Some(stopper);
+    }
+    INSTALLED.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            let Ok(current) = CURRENT.lock() else {
+                return;
+            };
+            if current.as_ref().is_some_and(Stopper::stop) {
+                eprintln!(
+                    "burnbert: stopping after this step's evaluation and checkpoint (Ctrl-C again to stop now)"
+                );
+            }
+        });
+    });
+}
+
+/// The closing table: best evaluation, its validation (and test) metrics, time and speed.
+fn print_summary(summary: &RunSummary) {
+    println!("\n{:<22}{}", "output", summary.output.display());
+    let at = |key: &str| summary.eval.get(key).copied().unwrap_or(0.0);
+    println!(
+        "{:<22}{} (step {}, epoch {:.2})",
+        "best evaluation",
+        summary.best_evaluation,
+        at("step"),
+        at("epoch")
+    );
+    for (key, value) in &summary.eval {
+        if key != "epoch" && key != "step" {
+            println!("{:<22}{}", format!("eval {key}"), format_value(*value));
+        }
+    }
+    if let Some(test) = &summary.test {
+        for (key, value) in test {
+            println!("{:<22}{}", format!("test {key}"), format_value(*value));
+        }
+    }
+    println!("{:<22}{}", "wall time", clock(summary.seconds));
+    println!("{:<22}{:.1}", "train samples/s", summary.samples_per_second);
 }

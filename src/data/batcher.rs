@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::tokenizer::Encoded;
+use super::tokenizer::{Encoded, Padding};
 
 /// Model inputs for one batch, all `[batch, seq]` where `seq` is the longest example.
 #[derive(Clone, Debug)]
@@ -12,34 +12,6 @@ pub struct TextBatch {
     pub token_type_ids: Tensor<2, Int>,
     /// 1 on real tokens, 0 on padding.
     pub attention_mask: Tensor<2, Int>,
-}
-
-/// How [`collate`] pads a batch: with token `id`, to the longest input rounded up to a multiple
-/// of `multiple` (never past `max_len`, unless an input is longer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Padding {
-    pub id: u32,
-    pub multiple: usize,
-    pub max_len: usize,
-}
-
-/// Padding to the longest input only.
-impl From<u32> for Padding {
-    fn from(id: u32) -> Self {
-        Self {
-            id,
-            multiple: 1,
-            max_len: usize::MAX,
-        }
-    }
-}
-
-impl Padding {
-    /// The padded length of a batch whose longest input has `longest` tokens.
-    pub fn length(&self, longest: usize) -> usize {
-        let rounded = longest.div_ceil(self.multiple.max(1)) * self.multiple.max(1);
-        rounded.min(self.max_len).max(longest)
-    }
 }
 
 /// Pads `examples` (input ids with the padding id, segments and mask with 0) to

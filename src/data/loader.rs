@@ -10,11 +10,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::batcher::{Padding, TextBatch, collate};
+use super::batcher::{TextBatch, collate};
 use super::labels::Target;
 use super::table::RawRow;
-use super::tokenizer::{Encoded, TextTokenizer};
-use crate::config::Sampling;
+use super::tokenizer::{Encoded, Padding, TextTokenizer};
 use crate::error::Result;
 
 /// A tokenized, labelled example.
@@ -60,6 +59,21 @@ pub struct TrainBatch {
     /// Multiplies the batch's loss before backward: `1 / batches` of its accumulation group,
     /// so an optimizer step follows the mean loss of its batches (1 outside training).
     pub loss_scale: f64,
+}
+
+/// How training examples are put into batches and ordered, each epoch.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Shuffled, then sorted by length within groups of 50 batches, batches shuffled
+    /// (transformers' `LengthGroupedSampler`): least padding.
+    GroupByLength,
+    /// Shuffled each epoch.
+    Random,
+    /// In file order, every epoch.
+    Sequential,
 }
 
 /// How many batches are sorted by length together: large enough to group similar lengths,

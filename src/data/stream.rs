@@ -14,8 +14,7 @@ use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
 
-use super::loader::{TrainBatch, TrainBatcher, TrainItem, epoch_batches};
-use crate::config::Sampling;
+use super::loader::{Sampling, TrainBatch, TrainBatcher, TrainItem, epoch_batches};
 
 /// Where training stands, shared by the stream, the metric logger, the renderer and Ctrl-C.
 #[derive(Debug, Default)]

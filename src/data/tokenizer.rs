@@ -13,8 +13,35 @@ use tokenizers::{
     EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
 };
 
-use super::batcher::Padding;
 use crate::error::{Error, Result};
+
+/// How [`collate`](super::collate) pads a batch: with token `id`, to the longest input rounded up to a multiple
+/// of `multiple` (never past `max_len`, unless an input is longer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Padding {
+    pub id: u32,
+    pub multiple: usize,
+    pub max_len: usize,
+}
+
+/// Padding to the longest input only.
+impl From<u32> for Padding {
+    fn from(id: u32) -> Self {
+        Self {
+            id,
+            multiple: 1,
+            max_len: usize::MAX,
+        }
+    }
+}
+
+impl Padding {
+    /// The padded length of a batch whose longest input has `longest` tokens.
+    pub fn length(&self, longest: usize) -> usize {
+        let rounded = longest.div_ceil(self.multiple.max(1)) * self.multiple.max(1);
+        rounded.min(self.max_len).max(longest)
+    }
+}
 
 /// One tokenized example, without padding (the batcher pads).
 #[derive(Clone, Debug, PartialEq, Eq)]

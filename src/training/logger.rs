@@ -1,7 +1,7 @@
 //! `metrics.jsonl`: one line per split and evaluation with every numeric metric's value over
 //! the evaluation window, the optimizer step and the (fractional) epoch, written next to Burn's
-//! own metric files (which it delegates to). In plain mode it also prints that line, readable,
-//! on stdout.
+//! own metric files (which it delegates to). In plain mode it also hands that line, readable,
+//! to the caller's [`Lines`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -12,8 +12,10 @@ use burn::train::logger::{FileMetricLogger, MetricLogger};
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 
+use super::Lines;
 use super::metric::display_name;
 use crate::data::StreamState;
+use crate::error::{Error, Result};
 
 /// Values by split (`train`/`valid`), then evaluation (Burn's epoch number: 1, 2, …), then
 /// lower-case metric key; `step` and `epoch` say where the evaluation was taken.
@@ -27,14 +29,15 @@ pub struct JsonlLogger {
     points: BTreeMap<(String, String), Vec<NumericEntry>>,
     history: Arc<Mutex<History>>,
     progress: Arc<StreamState>,
-    print: bool,
+    lines: Option<Lines>,
 }
 
 impl JsonlLogger {
-    /// Logs into `dir` (Burn's files) and `dir/metrics.jsonl`; `print` echoes epoch lines.
+    /// Logs into `dir` (Burn's files) and `dir/metrics.jsonl`; `lines` receives a readable
+    /// line per split and evaluation.
     pub fn new(
         dir: &Path,
-        print: bool,
+        lines: Option<Lines>,
         history: Arc<Mutex<History>>,
         progress: Arc<StreamState>,
     ) -> Self {
@@ -45,7 +48,7 @@ impl JsonlLogger {
             points: BTreeMap::new(),
             history,
             progress,
-            print,
+            lines,
         }
     }
 }
@@ -141,14 +144,17 @@ impl MetricLogger for JsonlLogger {
                 self.progress
                     .fail(format!("{}: cannot write: {e}", self.path.display()));
             }
-            if self.print {
+            if let Some(lines) = &self.lines {
                 let shown: Vec<String> = values
                     .iter()
                     .map(|(k, v)| {
                         format!("{} {}", display_name(k).to_lowercase(), format_value(*v))
                     })
                     .collect();
-                println!("step {step} epoch {epoch:.2} {split}: {}", shown.join(", "));
+                lines(&format!(
+                    "step {step} epoch {epoch:.2} {split}: {}",
+                    shown.join(", ")
+                ));
             }
             values.insert("step".into(), step as f64);
             values.insert("epoch".into(), epoch);
@@ -161,6 +167,38 @@ impl MetricLogger for JsonlLogger {
         }
         self.inner.log_epoch_summary(summary);
     }
+}
+
+/// Reads `metrics.jsonl` back into a [`History`]; a file that does not exist (no evaluation
+/// yet) is an empty history, one that cannot be read is an error naming it.
+pub fn read_history(path: &Path) -> Result<History> {
+    let mut history = History::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    for line in text.lines() {
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) else {
+            continue;
+        };
+        let (Some(evaluation), Some(split)) = (
+            map.get("evaluation").and_then(|v| v.as_u64()),
+            map.get("split").and_then(|v| v.as_str()),
+        ) else {
+            continue;
+        };
+        let values = map
+            .iter()
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
+            .filter(|(k, _)| k != "evaluation")
+            .collect();
+        history
+            .entry(split.to_string())
+            .or_default()
+            .insert(evaluation as usize, values);
+    }
+    Ok(history)
 }
 
 /// Four significant decimals, or scientific notation for small values (learning rates).

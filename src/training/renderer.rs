@@ -1,6 +1,6 @@
 //! Readable progress lines for logs (CI, `nohup`, pipes, `--no-tui`): Burn's CLI renderer
-//! prints nothing, this one prints a line every N batches with the optimizer step, epoch, loss,
-//! learning rate, speed and ETA.
+//! shows nothing, this one hands the caller a line every N batches with the optimizer step,
+//! epoch, loss, learning rate, speed and ETA.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,12 +13,14 @@ use burn::train::renderer::{
     MetricsRendererTraining,
 };
 
+use super::Lines;
 use super::logger::{format_value, metric_key};
 use crate::data::StreamState;
 
-/// Prints `step S/T epoch E loss … lr … samples/s … eta …` every `every` batches.
+/// Hands `step S/T epoch E loss … lr … samples/s … eta …` to `lines` every `every` batches.
 pub struct PlainRenderer {
     every: usize,
+    lines: Lines,
     progress: Arc<StreamState>,
     names: HashMap<MetricId, String>,
     latest: BTreeMap<String, f64>,
@@ -32,9 +34,10 @@ pub struct PlainRenderer {
 
 impl PlainRenderer {
     /// `progress` is the training stream's: steps, epochs and examples served.
-    pub fn new(every: usize, progress: Arc<StreamState>) -> Self {
+    pub fn new(every: usize, lines: Lines, progress: Arc<StreamState>) -> Self {
         Self {
             every: every.max(1),
+            lines,
             progress,
             names: HashMap::new(),
             latest: BTreeMap::new(),
@@ -152,7 +155,7 @@ impl TrainingProgressLogger for PlainRenderer {
             && (items_processed.is_multiple_of(self.every)
                 || self.progress.window_complete(window, items_processed))
         {
-            println!("{}", self.line());
+            (self.lines)(&self.line());
         }
     }
 
