@@ -1,6 +1,10 @@
 //! burnbert: fine-tune pretrained BERT-family models for text classification with Burn.
 //!
-//! Data flows one way: CLI → config → data → batcher → model → Learner → artifacts.
+//! Data flows one way: CLI → config → data → batcher → model → Learner → artifacts. The
+//! imports say the same: a module uses only modules after it in this order (tests/layers.rs
+//! checks it), so nothing downstream reaches back up:
+//! `cli` → `plot` → `training` → `inference` → `config` → `checkpoint` → `data` → `model` →
+//! `metrics`, `backend`, `fsutil`, `alloc` → `error`.
 
 pub mod alloc;
 pub mod backend;
