@@ -52,10 +52,8 @@ fn bench(c: &mut Criterion) {
         .unwrap()
         .model;
     let mut trainee = Trainee {
-        model,
-        loss_scale: 1.0,
         max_grad_norm: 1.0,
-        class_weights: None,
+        ..Trainee::new(model)
     };
     let mut optim = adamw(&TrainConfig::defaults());
     let mut group = c.benchmark_group("minilm");

@@ -73,9 +73,8 @@ fn every_backend_lowers_the_loss_in_a_few_steps() {
             loss_scale: 1.0,
         };
         let mut trainee = Trainee {
-            model: predictor.model,
             max_grad_norm: 1.0,
-            class_weights: None,
+            ..Trainee::new(predictor.model)
         };
         // The loss without dropout, before and after five AdamW steps on the batch.
         let eval_loss = |t: &Trainee| values(t.valid().forward(batch(&plain)).loss)[0];

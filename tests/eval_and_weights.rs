@@ -110,11 +110,7 @@ fn class_weights_change_the_loss_as_expected() {
         loss_scale: 1.0,
     };
     let weights = vec![1.0f32, 2.0, 0.5];
-    let mut trainee = Trainee {
-        model: predictor.model,
-        max_grad_norm: 0.0,
-        class_weights: None,
-    };
+    let mut trainee = Trainee::new(predictor.model);
     let plain = trainee.forward(batch());
     let logp = values(log_softmax(plain.logits.clone(), 1));
     let nll: Vec<f32> = targets

@@ -46,13 +46,20 @@ fn modules_use_only_modules_after_them() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
     let mut problems = Vec::new();
-    for module in lib.lines().filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';')) {
+    for module in lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+    {
         let Some(own) = layer(module) else {
             problems.push(format!("module `{module}` is not in the order of lib.rs"));
             continue;
         };
         let file = src.join(format!("{module}.rs"));
-        let path = if file.is_file() { file } else { src.join(module) };
+        let path = if file.is_file() {
+            file
+        } else {
+            src.join(module)
+        };
         let mut found = Vec::new();
         uses(&path, &mut found);
         for (used, line) in found {

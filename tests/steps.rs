@@ -1,7 +1,8 @@
 //! Training equals transformers' Trainer step by step: five AdamW steps of the same recipe
 //! (warmup + cosine, clipping, weight-decay groups, gradient accumulation with a short last
 //! group) on the tiny RoBERTa and DistilBERT fixtures and the real all-MiniLM-L6-v2, with
-//! dropout off and batches in file order. Reference: scripts/make_step_fixtures.py.
+//! dropout off and batches in file order: every step's loss and gradient norm, and the weights
+//! after the fifth. Reference: scripts/make_step_fixtures.py.
 
 mod common;
 
@@ -87,11 +88,7 @@ fn config(case: &Value, recipe: &Value, model: &Path, output: &Path) -> TrainCon
 /// names without the base model's prefix (`bert.`, `roberta.`, `distilbert.`).
 fn checkpoint_params(model: &Path, output: &Path, evaluation: usize) -> HashMap<String, Vec<f32>> {
     let loaded = load_classifier(model, None, &device()).unwrap();
-    let trainee = Trainee {
-        model: loaded.model,
-        max_grad_norm: 0.0,
-        class_weights: None,
-    };
+    let trainee = Trainee::new(loaded.model);
     let checkpointer = AtomicCheckpointer::new(&output.join("checkpoint"), "model");
     let trainee = trainee.load_record(checkpointer.restore(evaluation).unwrap());
     let saved = tempfile::tempdir().unwrap();
@@ -162,6 +159,17 @@ fn run_case(name: &str, grad_accum: u64) {
         );
     }
 
+    // The global gradient norm of each step (before clipping), as Trainer logs it.
+    let norms: Vec<f64> = (1..=5).map(|e| train_lines[&e]["grad_norm"]).collect();
+    let expected_norms = floats(&case["grad_norm"]);
+    for (step, (got, want)) in norms.iter().zip(&expected_norms).enumerate() {
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs(),
+            "{name} grad_accum {grad_accum}: step {} grad_norm {got} vs transformers {want}\nburnbert {norms:?}\ntransformers {expected_norms:?}",
+            step + 1
+        );
+    }
+
     // The weights after the fifth step (its update included), against transformers'.
     let params = checkpoint_params(&model, &output, 5);
     let after = &case["params"][4];
@@ -189,13 +197,18 @@ fn run_case(name: &str, grad_accum: u64) {
             );
         }
     }
+    let norm_gap = norms
+        .iter()
+        .zip(&expected_norms)
+        .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+        .fold(0.0, f64::max);
     let loss_gap = losses
         .iter()
         .zip(&expected)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     println!(
-        "{name} grad_accum {grad_accum}: max loss gap {loss_gap:.2e}, max weight gap {worst:.2e} lr"
+        "{name} grad_accum {grad_accum}: max loss gap {loss_gap:.2e}, grad_norm gap {norm_gap:.2e} (relative), weight gap {worst:.2e} lr"
     );
 }
 

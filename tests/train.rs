@@ -70,11 +70,7 @@ fn validation_loss(config: &TrainConfig, model: &Path, checkpoint: Option<usize>
         })
         .collect();
     let loaded = load_classifier(model, Some(space.names.clone()), &device()).unwrap();
-    let mut trainee = Trainee {
-        model: loaded.model,
-        max_grad_norm: 0.0,
-        class_weights: None,
-    };
+    let mut trainee = Trainee::new(loaded.model);
     if let Some(evaluation) = checkpoint {
         let checkpointer = AtomicCheckpointer::new(&model.join("checkpoint"), "model");
         trainee = trainee.load_record(checkpointer.restore(evaluation).unwrap());

@@ -64,11 +64,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     })?;
     let items = train_items(&predictor.tokenizer, &rows, targets)?;
     let padding = predictor.tokenizer.padding();
-    let trainee = Trainee {
-        model: predictor.model,
-        max_grad_norm: 0.0,
-        class_weights: None,
-    };
+    let trainee = Trainee::new(predictor.model);
     let (metrics, predictions) = evaluate(
         &trainee,
         Arc::new(items),

@@ -33,9 +33,9 @@ pub(super) fn launch(
     let config = &plan.config;
     let progress = plan.stream.state();
     let trainee = Trainee {
-        model,
         max_grad_norm: config.max_grad_norm,
         class_weights: plan.class_weights.clone(),
+        ..Trainee::new(model)
     };
     let train_device = plan.device.clone().autodiff();
     let batcher = TrainBatcher {
@@ -90,6 +90,7 @@ pub(super) fn launch(
                 lines,
                 Arc::new(Mutex::new(History::new())),
                 progress.clone(),
+                trainee.grad_norm.clone(),
             ))
             .with_custom_checkpointers(model_part, optim_part, scheduler_part)
             .with_checkpointing_strategy(keep)

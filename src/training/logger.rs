@@ -12,8 +12,8 @@ use burn::train::logger::{FileMetricLogger, MetricLogger};
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 
-use super::Lines;
 use super::metric::display_name;
+use super::{GradNorm, Lines};
 use crate::data::StreamState;
 use crate::error::{Error, Result};
 
@@ -30,16 +30,18 @@ pub struct JsonlLogger {
     history: Arc<Mutex<History>>,
     progress: Arc<StreamState>,
     lines: Option<Lines>,
+    grad_norm: GradNorm,
 }
 
 impl JsonlLogger {
     /// Logs into `dir` (Burn's files) and `dir/metrics.jsonl`; `lines` receives a readable
-    /// line per split and evaluation.
+    /// line per split and evaluation; training lines carry the last step's `grad_norm`.
     pub fn new(
         dir: &Path,
         lines: Option<Lines>,
         history: Arc<Mutex<History>>,
         progress: Arc<StreamState>,
+        grad_norm: GradNorm,
     ) -> Self {
         Self {
             inner: FileMetricLogger::new(dir),
@@ -49,6 +51,7 @@ impl JsonlLogger {
             history,
             progress,
             lines,
+            grad_norm,
         }
     }
 }
@@ -120,6 +123,11 @@ impl MetricLogger for JsonlLogger {
             if let Some(value) = epoch_value(&points) {
                 values.insert(metric_key(&key.1), value);
             }
+        }
+        if split == Split::Train.to_string()
+            && let Some(norm) = self.grad_norm.get()
+        {
+            values.insert("grad_norm".into(), norm);
         }
         if !values.is_empty() {
             let (step, epoch) = (self.progress.steps(), self.progress.epochs());

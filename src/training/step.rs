@@ -1,5 +1,7 @@
 //! One optimisation step: forward, the task's loss, backward, global-norm gradient clipping.
 
+use std::sync::{Arc, Mutex};
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
@@ -21,6 +23,28 @@ pub struct Trainee {
     /// Per-class loss weights for single-label tasks.
     #[module(skip)]
     pub class_weights: Option<Vec<f32>>,
+    /// The global gradient norm of the last optimizer step (before clipping).
+    #[module(skip)]
+    pub grad_norm: GradNorm,
+}
+
+/// The global L2 norm of the last optimizer step's gradients, before clipping (Trainer's
+/// `grad_norm`), kept on the device until it is read.
+#[derive(Clone, Debug, Default)]
+pub struct GradNorm(Arc<Mutex<Option<Tensor<1>>>>);
+
+impl GradNorm {
+    fn set(&self, norm: Tensor<1>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(norm);
+        }
+    }
+
+    /// The last step's norm, if a step was taken.
+    pub fn get(&self) -> Option<f64> {
+        let norm = self.0.lock().ok()?.clone()?;
+        norm.try_into_scalar::<f32>().ok().map(f64::from)
+    }
 }
 
 /// What a step produces for the metrics: the unscaled loss, the logits and the targets.
@@ -33,6 +57,16 @@ pub struct StepOutput {
 }
 
 impl Trainee {
+    /// `model` with no clipping and no class weights (what evaluation needs).
+    pub fn new(model: SequenceClassifier) -> Self {
+        Self {
+            model,
+            max_grad_norm: 0.0,
+            class_weights: None,
+            grad_norm: GradNorm::default(),
+        }
+    }
+
     /// Forward pass and loss (unscaled) for one batch.
     pub fn forward(&self, batch: TrainBatch) -> StepOutput {
         let inputs = batch.inputs;
@@ -93,8 +127,12 @@ impl TrainStep for Trainee {
         lr: ModuleLearningRate,
         grads: GradientsParams,
     ) -> Self {
+        let Some(norm) = global_norm(&self, &grads) else {
+            return optim.step(lr, self, grads);
+        };
+        self.grad_norm.set(norm.clone());
         let grads = if self.max_grad_norm > 0.0 {
-            clip_global_norm(&self, grads, self.max_grad_norm)
+            clip_to(&self, grads, norm, self.max_grad_norm)
         } else {
             grads
         };
@@ -111,13 +149,8 @@ impl InferenceStep for Trainee {
     }
 }
 
-/// Scales all gradients by `min(1, max_norm / (‖g‖₂ + 1e-6))` where `‖g‖₂` is the norm of all
-/// gradients together, as `torch.nn.utils.clip_grad_norm_` does. Stays on the device.
-pub fn clip_global_norm<M: Module>(
-    module: &M,
-    grads: GradientsParams,
-    max_norm: f64,
-) -> GradientsParams {
+/// The L2 norm of all gradients of `module` together (`[1]`), on the device; `None` without any.
+pub fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
     struct SumSquares<'a> {
         grads: &'a GradientsParams,
         total: Option<Tensor<1>>,
@@ -133,6 +166,31 @@ pub fn clip_global_norm<M: Module>(
             }
         }
     }
+    let mut sum = SumSquares { grads, total: None };
+    module.visit(&mut sum);
+    sum.total.map(Tensor::sqrt)
+}
+
+/// Scales all gradients by `min(1, max_norm / (‖g‖₂ + 1e-6))` where `‖g‖₂` is the norm of all
+/// gradients together, as `torch.nn.utils.clip_grad_norm_` does. Stays on the device.
+pub fn clip_global_norm<M: Module>(
+    module: &M,
+    grads: GradientsParams,
+    max_norm: f64,
+) -> GradientsParams {
+    match global_norm(module, &grads) {
+        Some(norm) => clip_to(module, grads, norm, max_norm),
+        None => grads,
+    }
+}
+
+/// [`clip_global_norm`] with the norm already computed.
+fn clip_to<M: Module>(
+    module: &M,
+    mut grads: GradientsParams,
+    norm: Tensor<1>,
+    max_norm: f64,
+) -> GradientsParams {
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
         factor: Tensor<1>,
@@ -145,19 +203,7 @@ pub fn clip_global_norm<M: Module>(
             }
         }
     }
-    let mut sum = SumSquares {
-        grads: &grads,
-        total: None,
-    };
-    module.visit(&mut sum);
-    let Some(total) = sum.total else {
-        return grads;
-    };
-    let factor = (total.sqrt() + 1e-6)
-        .recip()
-        .mul_scalar(max_norm)
-        .clamp_max(1.0);
-    let mut grads = grads;
+    let factor = (norm + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
     module.visit(&mut Scale {
         grads: &mut grads,
         factor,
