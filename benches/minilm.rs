@@ -40,6 +40,7 @@ fn batch(seq: usize, device: &Device) -> TrainBatch {
             ),
             device,
         )),
+        loss_scale: 1.0,
     }
 }
 
