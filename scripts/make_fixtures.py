@@ -102,6 +102,22 @@ def sst2_sentences(n=4000):
         return [line.split("\t")[0] for _, line in zip(range(n), f)]
 
 
+def write_head_shard(model, src, out):
+    """config.json, the head as shard 2 and an index that maps the real checkpoint's names (no
+    `bert.` prefix) to shard 1 (the real weights, linked in by the tests) and the head to shard 2."""
+    from safetensors import safe_open
+
+    model.config.to_json_file(os.path.join(out, "config.json"))
+    head = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith("classifier.")}
+    save_file(head, os.path.join(out, "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    with safe_open(os.path.join(src, "model.safetensors"), "pt") as f:
+        base_keys = list(f.keys())
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in base_keys}
+    weight_map.update({k: "model-00002-of-00002.safetensors" for k in head})
+    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=1, sort_keys=True)
+
+
 def make_minilm(src):
     out = os.path.join(OUT, "minilm")
     os.makedirs(out, exist_ok=True)
@@ -115,18 +131,7 @@ def make_minilm(src):
         model.classifier.bias.copy_(torch.randn(model.classifier.bias.shape, generator=gen) * 0.1)
     model.config.architectures = ["BertForSequenceClassification"]
     model.config.problem_type = "single_label_classification"
-    model.config.to_json_file(os.path.join(out, "config.json"))
-    head = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith("classifier.")}
-    save_file(head, os.path.join(out, "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
-    # The index maps the real checkpoint's names (no `bert.` prefix) to shard 1 and the head to shard 2.
-    from safetensors import safe_open
-
-    with safe_open(os.path.join(src, "model.safetensors"), "pt") as f:
-        base_keys = list(f.keys())
-    weight_map = {k: "model-00001-of-00002.safetensors" for k in base_keys}
-    weight_map.update({k: "model-00002-of-00002.safetensors" for k in head})
-    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=1, sort_keys=True)
+    write_head_shard(model, src, out)
     tokenizer = AutoTokenizer.from_pretrained(src)
     reference(model, tokenizer, 128, os.path.join(out, "reference.safetensors"))
     # The bare encoder's own outputs must be the same as the classifier's base model's.

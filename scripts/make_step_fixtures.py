@@ -33,8 +33,6 @@ import sys
 import tempfile
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -45,7 +43,7 @@ from transformers import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import minilm_dir  # noqa: E402
+from make_fixtures import minilm_dir, write_head_shard  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -103,16 +101,7 @@ def write_minilm(src):
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     model = classifier(src, "bert")
-    model.config.to_json_file(os.path.join(out, "config.json"))
-    head = {k[len("bert."):] if k.startswith("bert.") else k: v.contiguous() for k, v in model.state_dict().items()}
-    head = {k: v for k, v in head.items() if k.startswith("classifier.")}
-    save_file(head, os.path.join(out, "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
-    with safe_open(os.path.join(src, "model.safetensors"), "pt") as f:
-        base_keys = list(f.keys())
-    weight_map = {k: "model-00001-of-00002.safetensors" for k in base_keys}
-    weight_map.update({k: "model-00002-of-00002.safetensors" for k in head})
-    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=1, sort_keys=True)
+    write_head_shard(model, src, out)
     # The directory the test assembles: the real weights as shard 1 beside the committed files.
     full = tempfile.mkdtemp()
     for f in os.listdir(out):

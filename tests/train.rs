@@ -224,6 +224,20 @@ fn roberta_cli_args(output: &Path, rows: usize, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Runs `burnbert args`, which must succeed and save the model in `run`.
+fn train_to_the_end(args: &[String], run: &Path) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(run.join("model.safetensors").is_file());
+}
+
 /// Checkpoint files in `dir` that were being written when a run died (`*.partial`).
 fn partial_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -444,16 +458,7 @@ fn a_failed_checkpoint_write_is_a_one_line_error() {
     );
     assert!(complete_checkpoints(&run.join("checkpoint")).is_empty());
     assert!(!run.join("model.safetensors").exists());
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    assert!(run.join("model.safetensors").is_file());
+    train_to_the_end(&args, &run);
     // `burnbert train` draws the curves once the run is saved.
     assert!(run.join("curves.svg").is_file());
 }
@@ -524,17 +529,10 @@ fn a_full_disk_keeps_the_previous_checkpoint() {
     Checkpointer::<burn::store::ModuleRecord>::restore(&part("model"), 1).unwrap();
     Checkpointer::<burn::optim::OptimizerRecord>::restore(&part("optim"), 1).unwrap();
     assert!(!run.join("model.safetensors").exists());
-    let resume = roberta_cli_args(&run, 64, &["--log-every", "1000", "--resume"]);
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
-        .args(&resume)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    train_to_the_end(
+        &roberta_cli_args(&run, 64, &["--log-every", "1000", "--resume"]),
+        &run,
     );
-    assert!(run.join("model.safetensors").is_file());
     assert_eq!(complete_checkpoints(&checkpoints).last(), Some(&2));
 }
 
@@ -562,16 +560,7 @@ fn a_full_disk_when_saving_the_model_is_one_line_and_resumable() {
     );
     let mut resume = extra.to_vec();
     resume.push("--resume");
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
-        .args(roberta_cli_args(&run, 64, &resume))
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    assert!(run.join("model.safetensors").is_file());
+    train_to_the_end(&roberta_cli_args(&run, 64, &resume), &run);
     let history = read_history(&run.join("metrics.jsonl")).unwrap();
     assert_eq!(history["valid"].len(), 1, "no second training pass");
 }
