@@ -20,6 +20,19 @@ pub enum ScheduleKind {
     Linear,
 }
 
+/// Mixed-precision training (Trainer's `bf16=True` / `fp16=True`): matmuls in bf16 or f16,
+/// parameters, optimizer state and everything else in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MixedPrecision {
+    /// f32 throughout.
+    No,
+    /// bfloat16 matmuls.
+    Bf16,
+    /// f16 matmuls with dynamic loss scaling.
+    F16,
+}
+
 /// Every `train` option. Keys in TOML are the field names; flags are the same with dashes.
 #[derive(clap::Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +112,10 @@ pub struct TrainConfig {
     /// (shuffled batches of similar length), `random` (shuffled) or `sequential` (file order).
     #[arg(long, value_enum, default_value_t = Sampling::GroupByLength)]
     pub sampling: Sampling,
+    /// Mixed precision: `bf16` or `f16` matmuls with f32 master weights (`f16` with dynamic
+    /// loss scaling), or `no`.
+    #[arg(long, value_enum, default_value_t = MixedPrecision::No)]
+    pub mixed_precision: MixedPrecision,
     /// Clip gradients to this global L2 norm (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
@@ -176,7 +193,15 @@ impl TrainConfig {
             probe.insert(key.clone(), value.clone());
             probe
                 .try_into::<Self>()
-                .map_err(|e| parse_err(format!("key `{key}`: {}", e.message())))?;
+                .map_err(|e| {
+                    parse_err(if e.message().starts_with("unknown field") {
+                        format!(
+                            "unknown key `{key}` (the keys are the flags of `burnbert train --help`, with `_` for `-`)"
+                        )
+                    } else {
+                        format!("key `{key}`: {}", e.message())
+                    })
+                })?;
         }
         let flags = toml::Table::try_from(cli).map_err(|e| parse_err(e.to_string()))?;
         for (key, value) in flags {

@@ -103,9 +103,11 @@ fn computes_in(kind: BackendKind, precision: &str) -> bool {
     }
 }
 
-/// `--precision f16|bf16` through the binary (a device's float type is fixed once per process):
-/// where a backend computes in the type, predictions stay within half-precision rounding of f32
-/// and a short training run lowers the loss; where it cannot, a one-line error says so.
+/// `--precision f16|bf16` (predict) and `--mixed-precision f16|bf16` (train) through the binary
+/// (a device's float type is fixed once per process): where a backend computes in the type,
+/// predictions stay within half-precision rounding of f32 and a short mixed-precision run
+/// learns (f16 with loss scaling); where it cannot, a one-line error says so. Training with the
+/// weights themselves in a half type (`train --precision`) is refused everywhere.
 #[test]
 fn reduced_precision_predicts_and_trains_or_is_refused() {
     let dir = common::minilm_classifier_dir();
@@ -145,78 +147,100 @@ fn reduced_precision_predicts_and_trains_or_is_refused() {
                     "{backend} refused {precision}, which it computes in on CI's devices: {stderr}"
                 );
                 eprintln!("{backend} {precision}: refused");
-                continue;
+            } else {
+                assert!(
+                    expected,
+                    "{backend} ran {precision}, which it has no kernels for"
+                );
+                let half = scores(&String::from_utf8(out.stdout).unwrap());
+                let diff = max_abs_diff(
+                    &full.iter().map(|v| *v as f32).collect::<Vec<_>>(),
+                    &half.iter().map(|v| *v as f32).collect::<Vec<_>>(),
+                );
+                eprintln!("{backend} {precision}: max score difference {diff}");
+                assert!(diff < 0.05, "{backend} {precision}: {full:?} vs {half:?}");
             }
-            assert!(
-                expected,
-                "{backend} ran {precision}, which it has no kernels for"
-            );
-            let half = scores(&String::from_utf8(out.stdout).unwrap());
-            let diff = max_abs_diff(
-                &full.iter().map(|v| *v as f32).collect::<Vec<_>>(),
-                &half.iter().map(|v| *v as f32).collect::<Vec<_>>(),
-            );
-            eprintln!("{backend} {precision}: max score difference {diff}");
-            assert!(diff < 0.05, "{backend} {precision}: {full:?} vs {half:?}");
-
-            // A short run learns four repeated sentences (f16 training is refused: no loss
-            // scaling in Burn).
-            let out_dir = tempfile::tempdir().unwrap();
-            let minilm = common::minilm_dir();
-            let data = out_dir.path().join("four.tsv");
-            let rows = [
-                "a fine film\t1",
-                "a dull mess\t0",
-                "great acting\t1",
-                "boring and long\t0",
-            ];
-            let text = format!("sentence\tlabel\n{}\n", rows.repeat(40).join("\n"));
-            std::fs::write(&data, text).unwrap();
-            let train = [
-                "train",
-                "--model",
-                minilm.to_str().unwrap(),
-                "--train",
-                data.to_str().unwrap(),
-                "--valid",
-                data.to_str().unwrap(),
-                "--text-column",
-                "sentence",
-                "--max-eval-samples",
-                "32",
-                "--batch-size",
-                "16",
-                "--max-len",
-                "24",
-                "--lr",
-                "1e-4",
-                "--epochs",
-                "2",
-                "--no-tui",
-                "--backend",
-                &backend,
-                "--precision",
-                precision,
-                "--output",
-                out_dir.path().to_str().unwrap(),
-            ];
-            if precision == "f16" {
-                let err = common::burnbert_err(&train);
-                assert!(err.contains("training in f16 is not supported"), "{err}");
-                continue;
-            }
-            let stdout = common::burnbert_ok(&train);
-            let history =
-                burnbert::training::read_history(&out_dir.path().join("metrics.jsonl")).unwrap();
-            let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
-            eprintln!("{backend} {precision}: validation losses {losses:?}");
-            assert!(losses.iter().all(|l| l.is_finite()), "{stdout}");
-            // Chance is ln 2 = 0.69 (f32 reaches 0.20 on tch, bf16 0.37).
-            assert!(losses[1] < 0.5, "{backend} {precision}: {losses:?}");
-            assert_eq!(history["valid"][&2]["accuracy"], 1.0, "{stdout}");
-            assert!(out_dir.path().join("model.safetensors").is_file());
+            mixed_precision_learns_or_is_refused(&backend, precision, expected);
         }
     }
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A short `--mixed-precision` run learns four repeated sentences where `backend` computes in
+/// `precision`, and is refused in one line where it does not; `--precision` training is refused.
+fn mixed_precision_learns_or_is_refused(backend: &str, precision: &str, computes: bool) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let minilm = common::minilm_dir();
+    let data = out_dir.path().join("four.tsv");
+    let rows = [
+        "a fine film\t1",
+        "a dull mess\t0",
+        "great acting\t1",
+        "boring and long\t0",
+    ];
+    let text = format!("sentence\tlabel\n{}\n", rows.repeat(40).join("\n"));
+    std::fs::write(&data, text).unwrap();
+    let output = out_dir.path().join("run");
+    let train = |flag: &str| -> Vec<String> {
+        [
+            "train",
+            "--model",
+            minilm.to_str().unwrap(),
+            "--train",
+            data.to_str().unwrap(),
+            "--valid",
+            data.to_str().unwrap(),
+            "--text-column",
+            "sentence",
+            "--max-eval-samples",
+            "32",
+            "--batch-size",
+            "16",
+            "--max-len",
+            "24",
+            "--lr",
+            "1e-4",
+            "--epochs",
+            "2",
+            "--no-tui",
+            "--backend",
+            backend,
+            flag,
+            precision,
+            "--output",
+            output.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    if computes {
+        let err = common::burnbert_err(&strs(&train("--precision")));
+        assert!(err.contains("training keeps f32 weights"), "{err}");
+    }
+    let mixed = train("--mixed-precision");
+    if !computes {
+        let err = common::burnbert_err(&strs(&mixed));
+        assert!(
+            err.contains("cannot compute in"),
+            "{backend} {precision}: {err}"
+        );
+        return;
+    }
+    let stdout = common::burnbert_ok(&strs(&mixed));
+    let history = burnbert::training::read_history(&output.join("metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = history["valid"].values().map(|v| v["loss"]).collect();
+    eprintln!("{backend} mixed {precision}: validation losses {losses:?}");
+    assert!(losses.iter().all(|l| l.is_finite()), "{stdout}");
+    // Chance is ln 2 = 0.69 (f32 reaches 0.20 on tch).
+    assert!(losses[1] < 0.5, "{backend} {precision}: {losses:?}");
+    assert_eq!(history["valid"][&2]["accuracy"], 1.0, "{stdout}");
+    if precision == "f16" {
+        assert!(history["train"][&2].contains_key("loss_scale"), "{stdout}");
+    }
+    assert!(output.join("model.safetensors").is_file());
 }
 
 /// `--backend tch --device gpu:N` asks libtorch how many CUDA devices it sees: a CPU libtorch (CI)

@@ -8,6 +8,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::{Architecture, ModelConfig};
+use super::mixed::Compute;
 
 /// Value added to the scores of padded keys; `exp` of it is 0 in f32 and f16.
 const MASKED_SCORE: f32 = -1e4;
@@ -45,13 +46,13 @@ pub(crate) fn layer_norm(config: &ModelConfig, device: &Device) -> LayerNorm {
 /// The post-norm residual block both attention and feed-forward outputs end with:
 /// `LayerNorm(dropout(dense(x)) + residual)`; `x` is `[batch, seq, d_in]`, the rest `[batch, seq, hidden]`.
 pub(crate) fn add_and_norm(
-    dense: &Linear,
+    (dense, compute): (&Linear, Compute),
     dropout: &Dropout,
     layer_norm: &LayerNorm,
     x: Tensor<3>,
     residual: Tensor<3>,
 ) -> Tensor<3> {
-    layer_norm.forward(dropout.forward(dense.forward(x)) + residual)
+    layer_norm.forward(dropout.forward(compute.linear(dense, x)) + residual)
 }
 
 /// Multi-head self-attention with separate `query`, `key`, `value` projections.
@@ -64,6 +65,8 @@ pub struct BertSelfAttention {
     pub dropout: Dropout,
     #[module(skip)]
     pub num_heads: usize,
+    #[module(skip)]
+    pub compute: Compute,
 }
 
 impl BertSelfAttention {
@@ -75,6 +78,7 @@ impl BertSelfAttention {
             value: linear(h, h, device),
             dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
             num_heads: config.num_attention_heads,
+            compute: Compute::default(),
         }
     }
 
@@ -89,14 +93,17 @@ impl BertSelfAttention {
             x.reshape([batch, seq, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let q = split(self.query.forward(hidden.clone()));
-        let k = split(self.key.forward(hidden.clone()));
-        let v = split(self.value.forward(hidden));
+        let c = self.compute;
+        let q = split(c.linear(&self.query, hidden.clone()));
+        let k = split(c.linear(&self.key, hidden.clone()));
+        let v = split(c.linear(&self.value, hidden));
 
-        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        let scores = c.matmul(q, k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
         let scores = scores.mask_fill(pad_mask.reshape([batch, 1, 1, seq]), MASKED_SCORE);
         let probs = self.dropout.forward(softmax(scores, 3));
-        probs.matmul(v).swap_dims(1, 2).reshape([batch, seq, width])
+        c.matmul(probs, v)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, width])
     }
 }
 
@@ -106,6 +113,8 @@ pub struct BertSelfOutput {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub compute: Compute,
 }
 
 impl BertSelfOutput {
@@ -120,13 +129,14 @@ impl BertSelfOutput {
             dense: linear(config.hidden_size, config.hidden_size, device),
             layer_norm: layer_norm(config, device),
             dropout: DropoutConfig::new(dropout).init(),
+            compute: Compute::default(),
         }
     }
 
     /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`.
     pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         add_and_norm(
-            &self.dense,
+            (&self.dense, self.compute),
             &self.dropout,
             &self.layer_norm,
             context,

@@ -10,17 +10,20 @@ use super::attention::fresh_linear;
 use super::config::{Architecture, ModelConfig};
 use super::embeddings::BertEmbeddings;
 use super::encoder::BertEncoder;
+use super::mixed::Compute;
 
 /// `BertPooler`: `tanh(dense(hidden[:, 0]))`.
 #[derive(Module, Debug)]
 pub struct BertPooler {
     pub dense: Linear,
+    #[module(skip)]
+    pub compute: Compute,
 }
 
 impl BertPooler {
     /// `[batch, seq, hidden]` -> `[batch, hidden]`
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
-        tanh(self.dense.forward(first_token(hidden)))
+        tanh(self.compute.linear(&self.dense, first_token(hidden)))
     }
 }
 
@@ -37,6 +40,8 @@ pub struct ClassificationHead {
     pub dropout: Dropout,
     #[module(skip)]
     pub architecture: Architecture,
+    #[module(skip)]
+    pub compute: Compute,
 }
 
 impl ClassificationHead {
@@ -49,26 +54,28 @@ impl ClassificationHead {
             classifier: fresh_linear(h, config.num_labels(), config, device),
             dropout: DropoutConfig::new(config.head_dropout()).init(),
             architecture: config.architecture,
+            compute: Compute::default(),
         }
     }
 
     /// `hidden`: `[batch, seq, hidden]`; `pooled`: `[batch, hidden]` (BERT only).
     /// Returns logits `[batch, num_labels]`.
     pub fn forward(&self, hidden: Tensor<3>, pooled: Option<Tensor<2>>) -> Tensor<2> {
+        let c = self.compute;
         let x = match (&self.pre_classifier, pooled) {
             (None, Some(pooled)) => self.dropout.forward(pooled),
             (None, None) => self.dropout.forward(first_token(hidden)),
             (Some(dense), _) => match self.architecture {
                 Architecture::Roberta => {
                     let x = self.dropout.forward(first_token(hidden));
-                    self.dropout.forward(tanh(dense.forward(x)))
+                    self.dropout.forward(tanh(c.linear(dense, x)))
                 }
                 _ => self
                     .dropout
-                    .forward(relu(dense.forward(first_token(hidden)))),
+                    .forward(relu(c.linear(dense, first_token(hidden)))),
             },
         };
-        self.classifier.forward(x)
+        c.linear(&self.classifier, x)
     }
 }
 
@@ -101,9 +108,25 @@ impl SequenceClassifier {
             encoder: BertEncoder::new(config, device),
             pooler: (config.architecture == Architecture::Bert).then(|| BertPooler {
                 dense: fresh_linear(config.hidden_size, config.hidden_size, config, device),
+                compute: Compute::default(),
             }),
             head: ClassificationHead::new(config, device),
         }
+    }
+
+    /// The model with its matmuls computing in `compute` (mixed precision; see [`Compute`]).
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        for layer in &mut self.encoder.layer {
+            layer.attention.self_attn.compute = compute;
+            layer.attention.output.compute = compute;
+            layer.intermediate.compute = compute;
+            layer.output.compute = compute;
+        }
+        if let Some(pooler) = &mut self.pooler {
+            pooler.compute = compute;
+        }
+        self.head.compute = compute;
+        self
     }
 
     /// - `input_ids`, `token_type_ids`: `[batch, seq]`

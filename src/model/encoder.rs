@@ -8,6 +8,7 @@ use burn::tensor::{Bool, Device, Tensor};
 use super::activation::activate;
 use super::attention::{BertAttention, add_and_norm, layer_norm, linear};
 use super::config::{Activation, ModelConfig};
+use super::mixed::Compute;
 
 /// First feed-forward projection with the activation (no dropout here, as in transformers).
 #[derive(Module, Debug)]
@@ -15,12 +16,14 @@ pub struct BertIntermediate {
     pub dense: Linear,
     #[module(skip)]
     pub activation: Activation,
+    #[module(skip)]
+    pub compute: Compute,
 }
 
 impl BertIntermediate {
     /// `[batch, seq, hidden]` -> `[batch, seq, intermediate]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        activate(self.activation, self.dense.forward(x))
+        activate(self.activation, self.compute.linear(&self.dense, x))
     }
 }
 
@@ -30,12 +33,20 @@ pub struct BertOutput {
     pub dense: Linear,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    #[module(skip)]
+    pub compute: Compute,
 }
 
 impl BertOutput {
     /// `[batch, seq, intermediate]` + residual `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        add_and_norm(&self.dense, &self.dropout, &self.layer_norm, x, residual)
+        add_and_norm(
+            (&self.dense, self.compute),
+            &self.dropout,
+            &self.layer_norm,
+            x,
+            residual,
+        )
     }
 }
 
@@ -54,11 +65,13 @@ impl BertLayer {
             intermediate: BertIntermediate {
                 dense: linear(config.hidden_size, config.intermediate_size, device),
                 activation: config.hidden_act,
+                compute: Compute::default(),
             },
             output: BertOutput {
                 dense: linear(config.intermediate_size, config.hidden_size, device),
                 layer_norm: layer_norm(config, device),
                 dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+                compute: Compute::default(),
             },
         }
     }

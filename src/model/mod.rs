@@ -6,6 +6,7 @@ mod classifier;
 mod config;
 mod embeddings;
 mod encoder;
+mod mixed;
 
 pub use activation::*;
 pub use attention::*;
@@ -13,3 +14,4 @@ pub use classifier::*;
 pub use config::*;
 pub use embeddings::*;
 pub use encoder::*;
+pub use mixed::*;

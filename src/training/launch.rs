@@ -35,6 +35,7 @@ pub(super) fn launch(
     let trainee = Trainee {
         max_grad_norm: config.max_grad_norm,
         class_weights: plan.class_weights.clone(),
+        scaler: plan.scaler.clone(),
         ..Trainee::new(model)
     };
     let train_device = plan.device.clone().autodiff();
@@ -90,7 +91,7 @@ pub(super) fn launch(
                 lines,
                 Arc::new(Mutex::new(History::new())),
                 progress.clone(),
-                trainee.grad_norm.clone(),
+                (trainee.grad_norm.clone(), trainee.scaler.clone()),
             ))
             .with_custom_checkpointers(model_part, optim_part, scheduler_part)
             .with_checkpointing_strategy(keep)

@@ -13,7 +13,7 @@ use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 
 use super::metric::display_name;
-use super::{GradNorm, Lines};
+use super::{GradNorm, Lines, LossScaler};
 use crate::data::StreamState;
 use crate::error::{Error, Result};
 
@@ -31,17 +31,19 @@ pub struct JsonlLogger {
     progress: Arc<StreamState>,
     lines: Option<Lines>,
     grad_norm: GradNorm,
+    scaler: Option<LossScaler>,
 }
 
 impl JsonlLogger {
     /// Logs into `dir` (Burn's files) and `dir/metrics.jsonl`; `lines` receives a readable
-    /// line per split and evaluation; training lines carry the last step's `grad_norm`.
+    /// line per split and evaluation; training lines carry the last step's `grad_norm` and,
+    /// with loss scaling, the `loss_scale` and the `skipped_steps` so far.
     pub fn new(
         dir: &Path,
         lines: Option<Lines>,
         history: Arc<Mutex<History>>,
         progress: Arc<StreamState>,
-        grad_norm: GradNorm,
+        (grad_norm, scaler): (GradNorm, Option<LossScaler>),
     ) -> Self {
         Self {
             inner: FileMetricLogger::new(dir),
@@ -52,6 +54,7 @@ impl JsonlLogger {
             progress,
             lines,
             grad_norm,
+            scaler,
         }
     }
 }
@@ -124,10 +127,15 @@ impl MetricLogger for JsonlLogger {
                 values.insert(metric_key(&key.1), value);
             }
         }
-        if split == Split::Train.to_string()
-            && let Some(norm) = self.grad_norm.get()
-        {
-            values.insert("grad_norm".into(), norm);
+        if split == Split::Train.to_string() {
+            if let Some(norm) = self.grad_norm.get() {
+                values.insert("grad_norm".into(), norm);
+            }
+            if let Some(scaler) = &self.scaler {
+                let state = scaler.state();
+                values.insert("loss_scale".into(), state.scale);
+                values.insert("skipped_steps".into(), state.skipped as f64);
+            }
         }
         if !values.is_empty() {
             let (step, epoch) = (self.progress.steps(), self.progress.epochs());

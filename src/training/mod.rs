@@ -16,6 +16,7 @@ mod optim;
 mod plan;
 mod renderer;
 mod run_dir;
+mod scaler;
 mod schedule;
 mod step;
 
@@ -27,6 +28,7 @@ pub use metric::*;
 pub use optim::*;
 pub use plan::*;
 pub use renderer::*;
+pub use scaler::*;
 pub use schedule::*;
 pub use step::*;
 
@@ -69,6 +71,8 @@ pub struct TrainPlan {
     model: Option<SequenceClassifier>,
     model_config: ModelConfig,
     class_weights: Option<Vec<f32>>,
+    /// Dynamic loss scaling (f16 mixed precision).
+    scaler: Option<LossScaler>,
     /// The validation metric that picks the best evaluation (lower case).
     key: String,
     stream: TrainStream,

@@ -8,15 +8,15 @@ use burn::tensor::{Device, FloatDType};
 
 use super::metric::task_metric_keys;
 use super::run_dir::{resolve_run, stream_position};
-use super::{Stopper, TrainPlan};
+use super::{LossScaler, Stopper, TrainPlan};
 use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model};
-use crate::config::TrainConfig;
+use crate::config::{MixedPrecision, TrainConfig};
 use crate::data::{
     Columns, LabelSpace, RawRow, StreamLayout, TextTokenizer, TrainBatcher, TrainItem, TrainStream,
     infer_task, parse_task, read_checked, stratified_split, train_items,
 };
 use crate::error::{Error, Result};
-use crate::model::{ModelConfig, ProblemType};
+use crate::model::{Compute, ModelConfig, ProblemType};
 
 /// Tokenized splits and the label space of a run.
 pub struct PreparedData {
@@ -163,7 +163,8 @@ impl TrainPlan {
     /// Checks every option, reads and tokenizes the data and loads the model: everything that
     /// can fail on bad input fails here, before the run directory is touched.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Self> {
-        let mut notices = precision_notices(device)?;
+        let (compute, scaler) = mixed_precision(config.mixed_precision, device)?;
+        let mut notices = Vec::new();
         let (output, resume_from) = resolve_run(config)?;
         let model_dir = resolve_model(&config.model)?;
         let base_config = ModelConfig::from_file(&model_dir.join("config.json"))?;
@@ -201,6 +202,7 @@ impl TrainPlan {
             notices: loaded,
         } = load_classifier(&model_dir, Some(data.space.names.clone()), &train_device)?;
         notices.extend(loaded);
+        let model = model.with_compute(compute);
         model_config.problem_type = Some(data.space.task);
 
         let batcher = TrainBatcher {
@@ -230,6 +232,7 @@ impl TrainPlan {
             model: Some(model),
             model_config,
             class_weights,
+            scaler,
             key,
             stopper: Stopper::new(stream.state()),
             stream,
@@ -291,18 +294,39 @@ impl TrainPlan {
     }
 }
 
-/// Refuses f16 training; warns that bf16 training keeps bf16 weights.
-fn precision_notices(device: &Device) -> Result<Vec<String>> {
-    match device.settings().float_dtype {
-        // AdamW's epsilon (1e-8) is 0 in f16 and small gradients underflow: pure f16 training
-        // diverges at once without loss scaling and f32 master weights, which Burn lacks.
-        FloatDType::F16 => Err(Error::Input(
-            "training in f16 is not supported (no loss scaling or f32 master weights in Burn); use --precision bf16 or f32 (f16 works for eval and predict)".into(),
-        )),
-        // Measured on an H200 (README): the SST-2 job reached dev accuracy 0.51 in bf16, 0.74 in f32.
-        FloatDType::BF16 => Ok(vec![
-            "bf16 training keeps the weights themselves in bf16 (no f32 master copy): an update under about 1/256 of a weight is rounded away, so at learning rates like 5e-5 the model barely learns; train in f32 and use bf16 for eval and predict".into(),
-        ]),
-        _ => Ok(Vec::new()),
+/// The compute type of the matmuls and the loss scaler for `mixed` on `device`. Parameters
+/// stay f32: a device whose own float type is f16 or bf16 (`--precision`) is refused.
+fn mixed_precision(
+    mixed: MixedPrecision,
+    device: &Device,
+) -> Result<(Compute, Option<LossScaler>)> {
+    let own = device.settings().float_dtype;
+    if own != FloatDType::F32 {
+        // Measured on an H200 (README): bf16 weights reached dev accuracy 0.51, f32 0.74.
+        return Err(Error::Input(format!(
+            "training keeps f32 weights: use --mixed-precision {} (f32 master weights, low-precision matmuls) instead of --precision {}",
+            if own == FloatDType::F16 {
+                "f16"
+            } else {
+                "bf16"
+            },
+            if own == FloatDType::F16 {
+                "f16"
+            } else {
+                "bf16"
+            },
+        )));
     }
+    let (dtype, name) = match mixed {
+        MixedPrecision::No => return Ok((Compute::default(), None)),
+        MixedPrecision::Bf16 => (FloatDType::BF16, "bf16"),
+        MixedPrecision::F16 => (FloatDType::F16, "f16"),
+    };
+    if !device.supports_dtype(burn::tensor::DType::from(dtype)) {
+        return Err(Error::Input(format!(
+            "--mixed-precision {name}: this backend cannot compute in {name} on this device; use --mixed-precision no"
+        )));
+    }
+    let scaler = (mixed == MixedPrecision::F16).then(LossScaler::default);
+    Ok((Compute(Some(dtype)), scaler))
 }

@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
+use super::scaler::LossScaler;
 use crate::data::{TargetBatch, TrainBatch};
 use crate::model::SequenceClassifier;
 
@@ -26,6 +27,9 @@ pub struct Trainee {
     /// The global gradient norm of the last optimizer step (before clipping).
     #[module(skip)]
     pub grad_norm: GradNorm,
+    /// Dynamic loss scaling (f16 mixed precision).
+    #[module(skip)]
+    pub scaler: Option<LossScaler>,
 }
 
 /// The global L2 norm of the last optimizer step's gradients, before clipping (Trainer's
@@ -64,6 +68,7 @@ impl Trainee {
             max_grad_norm: 0.0,
             class_weights: None,
             grad_norm: GradNorm::default(),
+            scaler: None,
         }
     }
 
@@ -115,7 +120,7 @@ impl TrainStep for Trainee {
     /// Burn sums the gradients of accumulated batches; each batch's loss carries the scale of
     /// its group, so a step follows the mean loss of the batches it holds.
     fn step(&self, batch: TrainBatch) -> TrainOutput<StepOutput> {
-        let scale = batch.loss_scale;
+        let scale = batch.loss_scale * self.scaler.as_ref().map_or(1.0, LossScaler::scale);
         let output = self.forward(batch);
         let grads = (output.loss.clone() * scale).backward();
         TrainOutput::new(self, grads, output)
@@ -130,12 +135,32 @@ impl TrainStep for Trainee {
         let Some(norm) = global_norm(&self, &grads) else {
             return optim.step(lr, self, grads);
         };
-        self.grad_norm.set(norm.clone());
-        let grads = if self.max_grad_norm > 0.0 {
-            clip_to(&self, grads, norm, self.max_grad_norm)
-        } else {
-            grads
+        // Under loss scaling the gradients are `scale` times too large: unscale, and skip the
+        // step when they overflowed.
+        let unscale = match &self.scaler {
+            Some(scaler) => {
+                let unscale = 1.0 / scaler.scale();
+                let finite = norm
+                    .clone()
+                    .try_into_scalar::<f32>()
+                    .is_ok_and(|n| n.is_finite());
+                if !scaler.update(finite) {
+                    return self;
+                }
+                unscale
+            }
+            None => 1.0,
         };
+        let norm = norm.mul_scalar(unscale);
+        self.grad_norm.set(norm.clone());
+        let factor = if self.max_grad_norm > 0.0 {
+            clip_factor(norm, self.max_grad_norm).mul_scalar(unscale)
+        } else if unscale != 1.0 {
+            norm.ones_like().mul_scalar(unscale)
+        } else {
+            return optim.step(lr, self, grads);
+        };
+        let grads = scale_grads(&self, grads, factor);
         optim.step(lr, self, grads)
     }
 }
@@ -179,17 +204,21 @@ pub fn clip_global_norm<M: Module>(
     max_norm: f64,
 ) -> GradientsParams {
     match global_norm(module, &grads) {
-        Some(norm) => clip_to(module, grads, norm, max_norm),
+        Some(norm) => scale_grads(module, grads, clip_factor(norm, max_norm)),
         None => grads,
     }
 }
 
-/// [`clip_global_norm`] with the norm already computed.
-fn clip_to<M: Module>(
+/// `min(1, max_norm / (norm + 1e-6))`, `[1]`.
+fn clip_factor(norm: Tensor<1>, max_norm: f64) -> Tensor<1> {
+    (norm + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0)
+}
+
+/// Multiplies every gradient of `module` by `factor` (`[1]`), on the device.
+fn scale_grads<M: Module>(
     module: &M,
     mut grads: GradientsParams,
-    norm: Tensor<1>,
-    max_norm: f64,
+    factor: Tensor<1>,
 ) -> GradientsParams {
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
@@ -203,7 +232,6 @@ fn clip_to<M: Module>(
             }
         }
     }
-    let factor = (norm + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
     module.visit(&mut Scale {
         grads: &mut grads,
         factor,

@@ -1,0 +1,34 @@
+//! Mixed precision: the matmuls (linear layers and attention) compute in bf16 or f16 through
+//! casts, everything else (embeddings, LayerNorm, softmax, activations, the loss) and every
+//! parameter stay f32. Autodiff returns each cast's gradient in its input's type, so parameter
+//! gradients and the optimizer state are f32 too (master weights).
+
+use burn::nn::Linear;
+use burn::tensor::{FloatDType, Tensor};
+
+/// The float type matmuls compute in; `None` (the default): the tensors' own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compute(pub Option<FloatDType>);
+
+impl Compute {
+    /// `layer(x)`, `[.., d_in]` -> `[.., d_out]`: input, weight and bias cast to the compute
+    /// type, the result cast back to `x`'s.
+    pub fn linear<const D: usize>(self, layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+        let Some(dtype) = self.0 else {
+            return layer.forward(x);
+        };
+        let back = x.dtype();
+        let weight = layer.weight.val().cast(dtype);
+        let bias = layer.bias.as_ref().map(|b| b.val().cast(dtype));
+        burn::tensor::module::linear(x.cast(dtype), weight, bias).cast(back)
+    }
+
+    /// `a.matmul(b)` in the compute type, returned in `a`'s.
+    pub fn matmul<const D: usize>(self, a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+        let Some(dtype) = self.0 else {
+            return a.matmul(b);
+        };
+        let back = a.dtype();
+        a.cast(dtype).matmul(b.cast(dtype)).cast(back)
+    }
+}
