@@ -94,10 +94,23 @@ impl BertSelfAttention {
                 .swap_dims(1, 2)
         };
         let c = self.compute;
+        let training = hidden.device().is_autodiff();
         let q = split(c.linear(&self.query, hidden.clone()));
         let k = split(c.linear(&self.key, hidden.clone()));
         let v = split(c.linear(&self.value, hidden));
 
+        if !training {
+            // Inference (no dropout): the backend's fused attention (torch's SDPA on tch, flash
+            // kernels on CubeCL, flex's own); Burn's autodiff would fall back to these same ops.
+            let mask =
+                pad_mask
+                    .reshape([batch, 1, 1, seq])
+                    .expand([batch, self.num_heads, seq, seq]);
+            return c
+                .attention(q, k, v, mask)
+                .swap_dims(1, 2)
+                .reshape([batch, seq, width]);
+        }
         let scores = c.matmul(q, k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
         let scores = scores.mask_fill(pad_mask.reshape([batch, 1, 1, seq]), MASKED_SCORE);
         let probs = self.dropout.forward(softmax(scores, 3));

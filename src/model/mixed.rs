@@ -4,7 +4,9 @@
 //! gradients and the optimizer state are f32 too (master weights).
 
 use burn::nn::Linear;
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, FloatDType, Tensor};
 
 /// The float type matmuls compute in; `None` (the default): the tensors' own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,5 +32,31 @@ impl Compute {
         };
         let back = a.dtype();
         a.cast(dtype).matmul(b.cast(dtype)).cast(back)
+    }
+
+    /// `softmax(q kᵀ / √head_dim, masked) v` as one fused op, in the compute type, returned in
+    /// `q`'s. `q`, `k`, `v`: `[batch, heads, seq, head_dim]`; `mask`: `[batch, heads, seq, seq]`,
+    /// `true` where a key is padding.
+    pub fn attention(
+        self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        mask: Tensor<4, Bool>,
+    ) -> Tensor<4> {
+        let options = AttentionModuleOptions::default();
+        let Some(dtype) = self.0 else {
+            return attention(q, k, v, Some(mask), None, options);
+        };
+        let back = q.dtype();
+        attention(
+            q.cast(dtype),
+            k.cast(dtype),
+            v.cast(dtype),
+            Some(mask),
+            None,
+            options,
+        )
+        .cast(back)
     }
 }
