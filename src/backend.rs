@@ -81,7 +81,7 @@ impl BackendKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Ndarray => "ndarray",
             Self::Flex => "flex",

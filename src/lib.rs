@@ -3,7 +3,7 @@
 //! Data flows one way: CLI → config → data → batcher → model → Learner → artifacts. The
 //! imports say the same: a module uses only modules after it in this order (tests/layers.rs
 //! checks it), so nothing downstream reaches back up:
-//! `cli` → `plot` → `training` → `inference` → `config` → `checkpoint` → `data` → `model` →
+//! `cli` → `plot`, `serve` → `training` → `inference` → `config` → `checkpoint` → `data` → `model` →
 //! `metrics`, `backend`, `fsutil`, `alloc` → `error`.
 
 pub mod alloc;
@@ -18,6 +18,7 @@ pub mod inference;
 pub mod metrics;
 pub mod model;
 pub mod plot;
+pub mod serve;
 pub mod training;
 
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use std::path::Path;
 /// The order, callers first; modules of one group may not use each other.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
-    &["plot"],
+    &["plot", "serve"],
     &["training"],
     &["inference"],
     &["config"],

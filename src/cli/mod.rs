@@ -2,6 +2,7 @@
 
 mod eval;
 mod predict;
+mod serve;
 mod train;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Label texts with a classifier (a directory or a Hugging Face hub id).
     Predict(predict::PredictArgs),
+    /// Serve a classifier over HTTP (text-embeddings-inference's /predict) with dynamic batching.
+    Serve(serve::ServeArgs),
     /// Draw the training curves of one or more runs (overlaid) as SVG.
     Plot {
         /// Run directories (with metrics.jsonl).
@@ -154,6 +157,7 @@ pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
         }
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Plot { runs, output } => {
             let path = crate::plot::plot_runs(&runs, output.as_deref())?;
             println!("{}", path.display());

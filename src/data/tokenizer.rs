@@ -167,6 +167,15 @@ impl TextTokenizer {
         Ok(encoded(&encoding))
     }
 
+    /// Tokenizes one text or pair like [`Self::encode`]; also says whether it was truncated.
+    pub fn encode_checked(&self, text: &str, pair: Option<&str>) -> Result<(Encoded, bool)> {
+        let encoding = self
+            .inner
+            .encode(encode_input(text, pair), true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok((encoded(&encoding), !encoding.get_overflowing().is_empty()))
+    }
+
     /// Tokenizes many texts or text pairs, in parallel (the tokenizer's batch encoding); the
     /// same as [`Self::encode`] on each.
     pub fn encode_batch<'a>(

@@ -186,7 +186,7 @@ impl Predictor {
     }
 
     /// Logits `[examples.len()][num_labels]` of one padded batch.
-    fn forward_rows(&self, examples: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
+    pub fn forward_rows(&self, examples: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
         let batch = collate(examples, self.tokenizer.padding(), &self.device);
         let output =
             self.model
@@ -201,7 +201,13 @@ impl Predictor {
         Ok(values.chunks(width).map(<[f32]>::to_vec).collect())
     }
 
-    fn to_prediction(&self, problem: ProblemType, logits: &[f32]) -> Prediction {
+    /// The problem type of the model.
+    pub fn problem(&self) -> ProblemType {
+        problem_type(&self.config)
+    }
+
+    /// The prediction a row of logits stands for.
+    pub fn to_prediction(&self, problem: ProblemType, logits: &[f32]) -> Prediction {
         let labels = &self.config.id2label;
         match problem {
             ProblemType::Regression => Prediction::Regression { score: logits[0] },
