@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Most padded tokens (inputs × longest input) in one model batch.
     #[arg(long, default_value_t = 16384)]
     pub max_batch_tokens: usize,
+    /// Most inputs in one model batch (requests are sorted by length and cut into batches).
+    #[arg(long, default_value_t = 32)]
+    pub max_batch_size: usize,
     /// Requests that may wait for the model; more are answered 429.
     #[arg(long, default_value_t = 512)]
     pub max_concurrent_requests: usize,
@@ -47,6 +50,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         host: args.host,
         port: args.port,
         max_batch_tokens: args.max_batch_tokens,
+        max_batch_size: args.max_batch_size,
         max_concurrent_requests: args.max_concurrent_requests,
     };
     serve(predictor, &args.model, backend, &options, |address| {

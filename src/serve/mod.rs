@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use self::api::{ApiError, parse_predict};
-use self::queue::{Job, spawn_worker};
+use self::queue::{BatchLimits, Job, spawn_worker};
 use self::stats::Stats;
 use crate::data::TextTokenizer;
 use crate::error::{Error, Result};
@@ -33,8 +33,11 @@ pub struct ServeOptions {
     pub host: String,
     /// 0 picks a free port (the address is handed to `listening`).
     pub port: u16,
-    /// Most padded tokens (inputs × longest input) in one model batch.
+    /// Most padded tokens (inputs × longest input) in one model batch, and the most the
+    /// worker takes from the queue at once.
     pub max_batch_tokens: usize,
+    /// Most inputs in one model batch.
+    pub max_batch_size: usize,
     /// Requests that may wait for the model; more are answered 429.
     pub max_concurrent_requests: usize,
 }
@@ -48,6 +51,7 @@ pub struct Info {
     pub max_input_length: usize,
     pub backend: String,
     pub max_batch_tokens: usize,
+    pub max_batch_size: usize,
     pub max_concurrent_requests: usize,
     pub version: String,
 }
@@ -67,9 +71,13 @@ pub fn serve(
     options: &ServeOptions,
     listening: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    if options.max_batch_tokens == 0 || options.max_concurrent_requests == 0 {
+    if options.max_batch_tokens == 0
+        || options.max_batch_size == 0
+        || options.max_concurrent_requests == 0
+    {
         return Err(Error::Input(
-            "--max-batch-tokens and --max-concurrent-requests must be at least 1".into(),
+            "--max-batch-tokens, --max-batch-size and --max-concurrent-requests must be at least 1"
+                .into(),
         ));
     }
     let info = Info {
@@ -79,10 +87,14 @@ pub fn serve(
         max_input_length: predictor.tokenizer.max_len(),
         backend: backend.to_string(),
         max_batch_tokens: options.max_batch_tokens,
+        max_batch_size: options.max_batch_size,
         max_concurrent_requests: options.max_concurrent_requests,
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    // One thread parses HTTP and tokenizes (light work); the cores go to the model worker
+    // and its backend's kernels (measured: 290 rather than 276 texts/s at 64 clients on 2 cores).
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Error::Input(format!("cannot start the server's runtime: {e}")))?;
@@ -97,7 +109,11 @@ pub fn serve(
     let stats = Arc::new(Stats::new());
     let (sender, receiver) = mpsc::channel(options.max_concurrent_requests);
     let tokenizer = predictor.tokenizer.clone();
-    let worker = spawn_worker(predictor, receiver, options.max_batch_tokens, stats.clone());
+    let limits = BatchLimits {
+        max_batch_tokens: options.max_batch_tokens,
+        max_batch_size: options.max_batch_size,
+    };
+    let worker = spawn_worker(predictor, receiver, limits, stats.clone());
     let app = Arc::new(App {
         queue: sender,
         tokenizer,

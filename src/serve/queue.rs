@@ -38,9 +38,10 @@ impl Job {
 pub fn spawn_worker(
     predictor: Predictor,
     mut queue: mpsc::Receiver<Job>,
-    max_batch_tokens: usize,
+    limits: BatchLimits,
     stats: Arc<Stats>,
 ) -> JoinHandle<()> {
+    let max_batch_tokens = limits.max_batch_tokens;
     std::thread::spawn(move || {
         let mut waiting: Option<Job> = None;
         loop {
@@ -59,14 +60,24 @@ pub fn spawn_worker(
                 jobs.push(job);
             }
             stats.queue_depth.set(queue.len() as i64);
-            run(&predictor, jobs, max_batch_tokens, &stats);
+            run(&predictor, jobs, limits, &stats);
         }
     })
 }
 
-/// Runs the inputs of `jobs` sorted by length in batches of at most `max_batch_tokens` padded
-/// tokens, and answers every job.
-fn run(predictor: &Predictor, jobs: Vec<Job>, max_batch_tokens: usize, stats: &Stats) {
+/// How much one model batch may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchLimits {
+    /// Padded tokens (inputs × longest input), also the most the worker takes from the queue
+    /// at once.
+    pub max_batch_tokens: usize,
+    /// Inputs: the queue's requests are sorted by length and cut into batches of at most this
+    /// many, so that short inputs are not padded to the longest of a large batch.
+    pub max_batch_size: usize,
+}
+
+/// Runs the inputs of `jobs` sorted by length in batches within `limits`, and answers every job.
+fn run(predictor: &Predictor, jobs: Vec<Job>, limits: BatchLimits, stats: &Stats) {
     let mut order: Vec<(usize, usize)> = jobs
         .iter()
         .enumerate()
@@ -81,9 +92,9 @@ fn run(predictor: &Predictor, jobs: Vec<Job>, max_batch_tokens: usize, stats: &S
     while start < order.len() {
         // Sorted by length: the last input of a batch is its longest.
         let mut end = start + 1;
-        while end < order.len() {
+        while end < order.len() && end - start < limits.max_batch_size {
             let (j, i) = order[end];
-            if (end + 1 - start) * jobs[j].inputs[i].input_ids.len() > max_batch_tokens {
+            if (end + 1 - start) * jobs[j].inputs[i].input_ids.len() > limits.max_batch_tokens {
                 break;
             }
             end += 1;
