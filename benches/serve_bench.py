@@ -16,23 +16,14 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import subprocess
+import sys
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, os.path.join(ROOT, "benches"))
+from side_by_side import cpu_model  # noqa: E402
 
 
 def sentences(n):
