@@ -151,7 +151,7 @@ pub struct TrainConfig {
     /// Multi-label decision threshold on the sigmoid.
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
-    /// Output directory (default: runs/<name>-<timestamp>).
+    /// Output directory (default: runs/NAME-TIMESTAMP).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Run name used in the default output directory.
