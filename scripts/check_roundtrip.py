@@ -5,7 +5,11 @@ AutoModelForSequenceClassification/AutoTokenizer, and its probabilities agree wi
 
     python3 scripts/check_roundtrip.py RUN_DIR [--burnbert PATH] [--max-len 128]
 
-Needs torch and transformers. Exits non-zero when the two disagree.
+With `--peft BASE` (a LoRA run), transformers instead loads the base model BASE with the PEFT
+adapter the run wrote in RUN_DIR/adapter (`PeftModel.from_pretrained`), and that must agree with
+`burnbert predict` on the merged model in RUN_DIR.
+
+Needs torch and transformers (and peft for --peft). Exits non-zero when the two disagree.
 """
 
 import argparse
@@ -26,6 +30,7 @@ def main():
     parser.add_argument("model")
     parser.add_argument("--burnbert", default=os.path.join(ROOT, "target", "release", "burnbert"))
     parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--peft", metavar="BASE", help="check RUN_DIR/adapter on the base model BASE")
     args = parser.parse_args()
 
     with open(os.path.join(ROOT, "tests", "fixtures", "inputs.json"), encoding="utf-8") as f:
@@ -33,6 +38,15 @@ def main():
 
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if args.peft:
+        from peft import PeftModel
+
+        config = model.config
+        base = AutoModelForSequenceClassification.from_pretrained(
+            args.peft, num_labels=config.num_labels, id2label=config.id2label, label2id=config.label2id
+        )
+        model = PeftModel.from_pretrained(base, os.path.join(args.model, "adapter")).eval()
+        print(f"peft loaded the adapter of {args.model} on {args.peft}")
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     print(f"transformers loaded {type(model).__name__} with labels {labels}")
 

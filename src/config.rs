@@ -116,6 +116,17 @@ pub struct TrainConfig {
     /// loss scaling), or `no`.
     #[arg(long, value_enum, default_value_t = MixedPrecision::No)]
     pub mixed_precision: MixedPrecision,
+    /// LoRA: train rank-R adapters on the weights `lora_targets` names, and the classification
+    /// head; every other parameter stays frozen. The saved model has the adapters merged in.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    /// LoRA scaling numerator: adapters add (alpha / rank)·A·B (default 2 × rank).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// Regex on transformers' module names of the weights LoRA adapts (default: PEFT's, the
+    /// attention's query and value projections).
+    #[arg(long)]
+    pub lora_targets: Option<String>,
     /// Clip gradients to this global L2 norm (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,

@@ -9,7 +9,7 @@ use burn::train::checkpoint::Checkpointer;
 
 use super::launch::Trained;
 use super::{AtomicCheckpointer, RunSummary, TrainPlan, best_epoch, evaluate, read_history};
-use crate::checkpoint::save_pretrained;
+use crate::checkpoint::{PeftAdapter, save_peft_adapter, save_pretrained};
 use crate::data::TrainItem;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -67,7 +67,24 @@ pub(super) fn finish(plan: &TrainPlan, trained: Trained, started: Instant) -> Re
     }
     let test = plan.data.test.clone().map(evaluate_on).transpose()?;
 
-    save_pretrained(&trainee.model, &plan.model_config, &plan.model_dir, output)?;
+    // LoRA adapters are merged into the weights: the saved model is a plain transformers one;
+    // the adapter alone goes to `adapter/` in PEFT's format.
+    if let (Some(lora), Some(rank)) = (&plan.lora, config.lora_rank) {
+        let adapter = PeftAdapter {
+            base_model: &config.model,
+            rank,
+            alpha: config.lora_alpha.unwrap_or(2.0 * rank as f64),
+            targets: &lora.targets,
+        };
+        save_peft_adapter(
+            &trainee.model,
+            &plan.model_config,
+            &adapter,
+            &output.join("adapter"),
+        )?;
+    }
+    let model = trainee.model.clone().materialize();
+    save_pretrained(&model, &plan.model_config, &plan.model_dir, output)?;
     write_json(&output.join("eval_results.json"), &eval)?;
     if let Some(test) = &test {
         write_json(&output.join("test_results.json"), test)?;

@@ -11,6 +11,7 @@ mod evaluate;
 mod finish;
 mod launch;
 mod logger;
+mod lora;
 mod metric;
 mod optim;
 mod plan;
@@ -24,6 +25,7 @@ pub use best::*;
 pub use checkpoints::*;
 pub use evaluate::*;
 pub use logger::*;
+pub use lora::*;
 pub use metric::*;
 pub use optim::*;
 pub use plan::*;
@@ -73,6 +75,8 @@ pub struct TrainPlan {
     class_weights: Option<Vec<f32>>,
     /// Dynamic loss scaling (f16 mixed precision).
     scaler: Option<LossScaler>,
+    /// What LoRA adapts and leaves trainable, when it is on.
+    lora: Option<LoraSummary>,
     /// The validation metric that picks the best evaluation (lower case).
     key: String,
     stream: TrainStream,

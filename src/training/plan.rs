@@ -8,7 +8,7 @@ use burn::tensor::{Device, FloatDType};
 
 use super::metric::task_metric_keys;
 use super::run_dir::{resolve_run, stream_position};
-use super::{LossScaler, Stopper, TrainPlan};
+use super::{LoraSummary, LossScaler, Stopper, TrainPlan, apply_lora, default_lora_targets};
 use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model};
 use crate::config::{MixedPrecision, TrainConfig};
 use crate::data::{
@@ -203,6 +203,19 @@ impl TrainPlan {
         } = load_classifier(&model_dir, Some(data.space.names.clone()), &train_device)?;
         notices.extend(loaded);
         let model = model.with_compute(compute);
+        let (model, lora) = match config.lora_rank {
+            Some(rank) => {
+                let arch = model_config.architecture;
+                let targets = config
+                    .lora_targets
+                    .clone()
+                    .unwrap_or_else(|| default_lora_targets(arch).to_string());
+                let alpha = config.lora_alpha.unwrap_or(2.0 * rank as f64);
+                let (model, summary) = apply_lora(model, arch, rank, alpha, &targets)?;
+                (model, Some(summary))
+            }
+            None => (model, None),
+        };
         model_config.problem_type = Some(data.space.task);
 
         let batcher = TrainBatcher {
@@ -233,6 +246,7 @@ impl TrainPlan {
             model_config,
             class_weights,
             scaler,
+            lora,
             key,
             stopper: Stopper::new(stream.state()),
             stream,
@@ -244,6 +258,9 @@ impl TrainPlan {
     pub fn describe(&self) -> Vec<String> {
         let progress = self.stream.state();
         let mut lines = vec![format!("training configuration\n{}", self.config.to_toml())];
+        if let Some(lora) = &self.lora {
+            lora_line(&mut lines, lora, self.config.lora_rank.unwrap_or(0));
+        }
         if let Some(weights) = &self.class_weights {
             lines.push(format!("class weights {weights:?}"));
         }
@@ -292,6 +309,25 @@ impl TrainPlan {
     pub(super) fn warmup_steps(&self) -> usize {
         (self.stream.state().total_steps as f64 * self.config.warmup_ratio).ceil() as usize
     }
+}
+
+/// "LoRA rank r on N weights (…): trainable X of Y parameters (Z%)".
+fn lora_line(lines: &mut Vec<String>, lora: &LoraSummary, rank: usize) {
+    let mut kinds: Vec<&str> = lora
+        .targets
+        .iter()
+        .filter_map(|t| t.rsplit('.').next())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    lines.push(format!(
+        "LoRA rank {rank} on {} weights ({}) and the head: trainable {} of {} parameters ({:.2}%)",
+        lora.targets.len(),
+        kinds.join(", "),
+        lora.trainable,
+        lora.total,
+        100.0 * lora.trainable as f64 / lora.total.max(1) as f64
+    ));
 }
 
 /// The compute type of the matmuls and the loss scaler for `mixed` on `device`. Parameters
