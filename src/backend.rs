@@ -81,6 +81,7 @@ impl BackendKind {
         }
     }
 
+    /// The backend's name as `--backend` spells it (`ndarray`, `flex`, `wgpu`, `tch`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Ndarray => "ndarray",

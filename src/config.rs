@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ScheduleKind {
+    /// Half a cosine cycle from the peak rate down to 0.
     Cosine,
+    /// A straight line from the peak rate down to 0.
     Linear,
 }
 
@@ -85,6 +87,7 @@ pub struct TrainConfig {
     /// Use only the first N validation rows.
     #[arg(long)]
     pub max_eval_samples: Option<usize>,
+    /// Passes over the training data.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Examples per batch (per optimizer step: batch_size × grad_accum).
@@ -96,10 +99,13 @@ pub struct TrainConfig {
     /// AdamW weight decay (not applied to biases and LayerNorm).
     #[arg(long, default_value_t = 0.01)]
     pub weight_decay: f64,
+    /// AdamW's beta1: decay rate of the gradient's running mean.
     #[arg(long, default_value_t = 0.9)]
     pub adam_beta1: f64,
+    /// AdamW's beta2: decay rate of the squared gradient's running mean.
     #[arg(long, default_value_t = 0.999)]
     pub adam_beta2: f64,
+    /// AdamW's epsilon, added to the denominator for numerical stability.
     #[arg(long, default_value_t = 1e-8)]
     pub adam_epsilon: f64,
     /// Fraction of optimizer steps of linear warmup.
@@ -140,6 +146,7 @@ pub struct TrainConfig {
     /// input only. Default: 32 on wgpu (it compiles and tunes kernels per shape), 1 elsewhere.
     #[arg(long)]
     pub pad_to_multiple_of: Option<usize>,
+    /// Seed of the validation split, the batch order, the head's initialisation and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Also evaluate (and checkpoint) every N optimizer steps, not only at each epoch end.

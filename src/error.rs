@@ -8,22 +8,44 @@ pub enum Error {
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     /// A JSON/TOML file is malformed or a field has the wrong type.
     #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The model configuration asks for something burnbert does not support.
     #[error("{path}: {message}")]
-    UnsupportedConfig { path: PathBuf, message: String },
+    UnsupportedConfig {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A checkpoint is missing a tensor, has a wrong shape, or cannot be decoded.
     #[error("{path}: {message}")]
-    Checkpoint { path: PathBuf, message: String },
+    Checkpoint {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The model could not be found locally, in the Hugging Face cache, or downloaded.
     #[error("model '{model}' not found: {message}")]
-    ModelNotFound { model: String, message: String },
+    ModelNotFound {
+        /// The model as given (directory or hub id).
+        model: String,
+        /// Where it was looked for and why it failed.
+        message: String,
+    },
     /// Tokenizer files are missing or invalid, or encoding failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

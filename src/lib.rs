@@ -10,6 +10,8 @@
 //! `cli` → `plot`, `serve` → `training` → `inference` → `config` → `checkpoint` → `data` → `model` →
 //! `metrics`, `backend`, `fsutil`, `alloc` → `error`.
 
+#![warn(missing_docs)]
+
 pub mod alloc;
 pub mod backend;
 pub mod checkpoint;

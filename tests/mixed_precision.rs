@@ -87,6 +87,7 @@ fn mixed_matmuls_round_like_their_type_and_parameters_stay_f32() {
 /// weights moved.
 fn f16_step_moves_weights(scaler: &LossScaler) -> bool {
     let train_device = device().autodiff();
+    train_device.seed(0);
     let (predictor, _) = Predictor::load(
         fixtures().join("roberta").to_str().unwrap(),
         Some(24),
@@ -126,8 +127,9 @@ fn an_overflowing_f16_step_is_skipped_and_halves_the_scale() {
     );
     assert_eq!(huge.state().skipped, 1);
     assert_eq!(huge.scale(), 5e29);
-    // At torch's initial scale the same step is finite and taken.
-    let normal = LossScaler::default();
+    // At a moderate scale the same step is finite and taken. (This tiny model's scaled-up
+    // weights can overflow f16 even at torch's initial 2^16, depending on the dropout mask.)
+    let normal = LossScaler::with_scale(1024.0);
     assert!(f16_step_moves_weights(&normal));
     assert_eq!(normal.state().skipped, 0);
     assert_eq!(normal.state().good_steps, 1);

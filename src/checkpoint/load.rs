@@ -19,7 +19,9 @@ use crate::model::{Architecture, ModelConfig, SequenceClassifier};
 /// A classifier loaded from a checkpoint directory.
 #[derive(Debug)]
 pub struct LoadedClassifier {
+    /// The model with the checkpoint's weights (and a fresh head where the notices say so).
     pub model: SequenceClassifier,
+    /// The checkpoint's `config.json`, with the given labels applied.
     pub config: ModelConfig,
     /// One-line notices about freshly initialised parameters (a missing or resized head),
     /// the equivalent of transformers' load warnings.

@@ -73,7 +73,9 @@ pub fn save_pretrained(
 pub struct PeftAdapter<'a> {
     /// The base model the adapter applies to (`base_model_name_or_path`).
     pub base_model: &'a str,
+    /// The rank of the adapters (`r`).
     pub rank: usize,
+    /// The LoRA scaling numerator (`lora_alpha`): adapters add (alpha / rank)·B·A.
     pub alpha: f64,
     /// Transformers names of the adapted modules (`bert.encoder.layer.0.attention.self.query`).
     pub targets: &'a [String],

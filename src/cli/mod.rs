@@ -18,10 +18,12 @@ use burn::tensor::Device;
 #[derive(Parser, Debug)]
 #[command(name = "burnbert", version, about)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands of `burnbert`.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Fine-tune a pretrained model on labelled text.
@@ -91,6 +93,7 @@ pub struct BatchArgs {
     /// Truncate inputs to this many tokens (default: the model's limit).
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Inputs per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     /// Pad each batch to a multiple of this many tokens (1: to the longest input; default: 32 on

@@ -8,7 +8,9 @@ use super::tokenizer::{Encoded, Padding};
 /// Model inputs for one batch, all `[batch, seq]` where `seq` is the longest example.
 #[derive(Clone, Debug)]
 pub struct TextBatch {
+    /// Token ids, padded with the padding id.
     pub input_ids: Tensor<2, Int>,
+    /// Segment ids (0 for the first text, 1 for the pair), padded with 0.
     pub token_type_ids: Tensor<2, Int>,
     /// 1 on real tokens, 0 on padding.
     pub attention_mask: Tensor<2, Int>,

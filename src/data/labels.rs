@@ -24,6 +24,7 @@ pub enum Target {
 /// The task and the names of the model's outputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelSpace {
+    /// Single-label, multi-label or regression.
     pub task: ProblemType,
     /// Output names in index order (one `LABEL_0` for regression).
     pub names: Vec<String>,

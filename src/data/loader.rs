@@ -19,7 +19,9 @@ use crate::error::Result;
 /// A tokenized, labelled example.
 #[derive(Clone, Debug)]
 pub struct TrainItem {
+    /// The example's tokens, unpadded.
     pub encoded: Encoded,
+    /// What the example's label becomes for the loss.
     pub target: Target,
 }
 
@@ -54,7 +56,9 @@ pub enum TargetBatch {
 /// Inputs and targets of one training or evaluation batch.
 #[derive(Clone, Debug)]
 pub struct TrainBatch {
+    /// The padded inputs, `[batch, seq]`.
     pub inputs: TextBatch,
+    /// The targets, by task.
     pub targets: TargetBatch,
     /// Multiplies the batch's loss before backward: `1 / batches` of its accumulation group,
     /// so an optimizer step follows the mean loss of its batches (1 outside training).
@@ -134,6 +138,7 @@ pub struct BatchedDataset {
 }
 
 impl BatchedDataset {
+    /// A dataset of `items` whose item `i` is the examples of `batches[i]`.
     pub fn new(items: Arc<Vec<TrainItem>>, batches: Vec<Vec<usize>>) -> Self {
         Self { items, batches }
     }
@@ -155,7 +160,9 @@ impl Dataset<Vec<TrainItem>> for BatchedDataset {
 /// Pads inputs and stacks targets.
 #[derive(Clone, Debug)]
 pub struct TrainBatcher {
+    /// How inputs are padded.
     pub padding: Padding,
+    /// Width of multi-label targets (`[batch, num_labels]` 0/1 indicators).
     pub num_labels: usize,
 }
 

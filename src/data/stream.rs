@@ -144,9 +144,13 @@ pub struct TrainStream {
 /// How a run's batches are laid out: see [`TrainStream::new`].
 #[derive(Clone, Copy, Debug)]
 pub struct StreamLayout {
+    /// Examples per batch.
     pub batch_size: usize,
+    /// Passes over the training data.
     pub epochs: usize,
+    /// How each epoch's batches are formed and ordered.
     pub sampling: Sampling,
+    /// Base seed: epoch `e` orders its batches with `seed + e`; each window seeds dropout from it.
     pub seed: u64,
     /// Also evaluate every this many optimizer steps.
     pub eval_steps: Option<usize>,

@@ -13,10 +13,14 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// By the file's extension.
     #[default]
     Auto,
+    /// Comma-separated, with quoting.
     Csv,
+    /// Tab-separated, without quote processing.
     Tsv,
+    /// One JSON object per line.
     Jsonl,
 }
 
@@ -45,7 +49,9 @@ impl Format {
 /// Where to find the fields of a row.
 #[derive(Clone, Debug)]
 pub struct Columns {
+    /// Column with the text (a name, or a 0-based index with `no_header`).
     pub text: String,
+    /// Column with the second text of a pair, if any.
     pub text_pair: Option<String>,
     /// `None` for unlabelled data (prediction).
     pub label: Option<String>,
@@ -58,23 +64,31 @@ pub struct Columns {
 pub struct RawRow {
     /// 1-based line number in the file (for messages).
     pub line: usize,
+    /// The text.
     pub text: String,
+    /// The second text of a pair, if any.
     pub text_pair: Option<String>,
+    /// The label cell; `None` when no label column is read.
     pub label: Option<LabelCell>,
 }
 
 /// A label cell: text from CSV/TSV, or any JSON value from JSONL.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LabelCell {
+    /// A CSV/TSV cell's text.
     Text(String),
+    /// A JSONL field's value (string, number, list, ...).
     Json(Value),
 }
 
 /// A row that could not be read, with its location.
 #[derive(Clone, Debug)]
 pub struct BadRow {
+    /// The file the row is in.
     pub file: PathBuf,
+    /// 1-based line number in the file.
     pub line: usize,
+    /// What is wrong with the row.
     pub message: String,
 }
 

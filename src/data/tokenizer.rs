@@ -19,8 +19,11 @@ use crate::error::{Error, Result};
 /// of `multiple` (never past `max_len`, unless an input is longer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Padding {
+    /// The padding token id.
     pub id: u32,
+    /// Padded lengths are rounded up to a multiple of this (1: no rounding).
     pub multiple: usize,
+    /// Rounding never pads past this length.
     pub max_len: usize,
 }
 

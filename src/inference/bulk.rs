@@ -13,8 +13,11 @@ use crate::error::{Error, Result};
 /// How to read the input and shape the output.
 #[derive(Clone, Debug)]
 pub struct BulkOptions {
+    /// Input format (`Auto`: by extension).
     pub format: Format,
+    /// Where the text (and pair) columns are.
     pub columns: Columns,
+    /// Inputs per forward pass.
     pub batch_size: usize,
     /// Rows read, predicted and written at a time.
     pub chunk_rows: usize,

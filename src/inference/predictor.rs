@@ -13,7 +13,9 @@ use crate::model::{Architecture, ModelConfig, ProblemType, SequenceClassifier};
 /// One input row: a text and an optional second text of a pair.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct TextInput {
+    /// The text.
     pub text: String,
+    /// The second text of a pair, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_pair: Option<String>,
 }
@@ -23,16 +25,23 @@ pub struct TextInput {
 pub enum Prediction {
     /// Softmax over the labels; `label` is the most probable.
     SingleLabel {
+        /// The most probable label.
         label: String,
+        /// Each label with its probability, in model order (most probable first after `top_k`).
         scores: Vec<(String, f32)>,
     },
     /// Independent sigmoid per label; `labels` are those at or above the threshold.
     MultiLabel {
+        /// The labels at or above the threshold, in model order.
         labels: Vec<String>,
+        /// Each label with its probability, in model order (most probable first after `top_k`).
         scores: Vec<(String, f32)>,
     },
     /// The raw regression output.
-    Regression { score: f32 },
+    Regression {
+        /// The model's single output.
+        score: f32,
+    },
 }
 
 impl Prediction {
@@ -110,9 +119,13 @@ pub fn model_max_len(config: &ModelConfig) -> usize {
 
 /// A loaded model with its tokenizer, ready to label texts.
 pub struct Predictor {
+    /// The classifier.
     pub model: SequenceClassifier,
+    /// The model's configuration (labels, problem type, limits).
     pub config: ModelConfig,
+    /// The tokenizer, with the predictor's truncation and padding.
     pub tokenizer: TextTokenizer,
+    /// The device the model runs on.
     pub device: Device,
     /// Probability at or above which a multi-label output counts as present.
     pub threshold: f32,

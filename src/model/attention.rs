@@ -58,18 +58,24 @@ pub(crate) fn add_and_norm(
 /// Multi-head self-attention with separate `query`, `key`, `value` projections.
 #[derive(Module, Debug)]
 pub struct BertSelfAttention {
+    /// `[hidden, hidden]` query projection.
     pub query: Linear,
+    /// `[hidden, hidden]` key projection.
     pub key: Linear,
+    /// `[hidden, hidden]` value projection.
     pub value: Linear,
     /// Dropout on the attention probabilities.
     pub dropout: Dropout,
+    /// Number of attention heads; each gets `hidden / num_heads` dimensions.
     #[module(skip)]
     pub num_heads: usize,
+    /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
 
 impl BertSelfAttention {
+    /// Freshly initialised projections sized by `config`.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         let h = config.hidden_size;
         Self {
@@ -123,9 +129,13 @@ impl BertSelfAttention {
 /// Output projection of the attention block with residual connection and post-LayerNorm.
 #[derive(Module, Debug)]
 pub struct BertSelfOutput {
+    /// `[hidden, hidden]` output projection.
     pub dense: Linear,
+    /// LayerNorm over the projection plus the residual.
     pub layer_norm: LayerNorm,
+    /// Dropout on the projection (`hidden_dropout_prob`; none in DistilBERT).
     pub dropout: Dropout,
+    /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
@@ -163,10 +173,12 @@ impl BertSelfOutput {
 pub struct BertAttention {
     /// transformers calls this `self`.
     pub self_attn: BertSelfAttention,
+    /// Output projection, residual and LayerNorm.
     pub output: BertSelfOutput,
 }
 
 impl BertAttention {
+    /// A freshly initialised attention block sized by `config`.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         Self {
             self_attn: BertSelfAttention::new(config, device),

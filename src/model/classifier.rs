@@ -15,7 +15,9 @@ use super::mixed::Compute;
 /// `BertPooler`: `tanh(dense(hidden[:, 0]))`.
 #[derive(Module, Debug)]
 pub struct BertPooler {
+    /// `[hidden, hidden]` projection of the first token.
     pub dense: Linear,
+    /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
@@ -37,9 +39,12 @@ pub struct ClassificationHead {
     pub pre_classifier: Option<Linear>,
     /// `[hidden, num_labels]`: BERT/DistilBERT `classifier`, RoBERTa `classifier.out_proj`.
     pub classifier: Linear,
+    /// Dropout on the head's inputs (see [`ModelConfig::head_dropout`]).
     pub dropout: Dropout,
+    /// The family, which picks the head's layout.
     #[module(skip)]
     pub architecture: Architecture,
+    /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
@@ -93,10 +98,13 @@ pub struct ClassifierOutput {
 /// A BERT-family encoder with a sequence-classification head.
 #[derive(Module, Debug)]
 pub struct SequenceClassifier {
+    /// Word, position and token type embeddings.
     pub embeddings: BertEmbeddings,
+    /// The transformer blocks.
     pub encoder: BertEncoder,
     /// Present for BERT; RoBERTa and DistilBERT classify the first token directly.
     pub pooler: Option<BertPooler>,
+    /// The classification head, producing the logits.
     pub head: ClassificationHead,
 }
 

@@ -15,8 +15,11 @@ use crate::error::{Error, Result};
 /// The supported model families (`model_type` in `config.json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Architecture {
+    /// BERT (`bert`).
     Bert,
+    /// RoBERTa (`roberta`): positions counted past the padding id, no pooler.
     Roberta,
+    /// DistilBERT (`distilbert`): no token type embeddings, no pooler.
     DistilBert,
 }
 
@@ -56,6 +59,7 @@ pub enum Activation {
     Gelu,
     /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
     GeluTanh,
+    /// ReLU (`relu`).
     Relu,
 }
 
@@ -73,8 +77,12 @@ impl Activation {
 /// What the classification head is trained for (`problem_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProblemType {
+    /// One class per input: softmax and cross-entropy (`single_label_classification`).
     SingleLabel,
+    /// Any number of classes per input: sigmoid and binary cross-entropy
+    /// (`multi_label_classification`).
     MultiLabel,
+    /// Real-valued outputs with an MSE loss (`regression`).
     Regression,
 }
 
@@ -102,26 +110,42 @@ impl ProblemType {
 /// Normalised hyper-parameters of a BERT-family sequence classifier.
 #[derive(Clone, Debug)]
 pub struct ModelConfig {
+    /// The model family (`model_type`).
     pub architecture: Architecture,
+    /// Number of tokens in the vocabulary (`vocab_size`).
     pub vocab_size: usize,
+    /// Width of the hidden states (`hidden_size`; DistilBERT's `dim`).
     pub hidden_size: usize,
+    /// Number of transformer blocks (`num_hidden_layers`; DistilBERT's `n_layers`).
     pub num_hidden_layers: usize,
+    /// Attention heads per block (`num_attention_heads`; DistilBERT's `n_heads`).
     pub num_attention_heads: usize,
+    /// Width of the feed-forward inner layer (`intermediate_size`; DistilBERT's `hidden_dim`).
     pub intermediate_size: usize,
+    /// Feed-forward activation (`hidden_act`; DistilBERT's `activation`).
     pub hidden_act: Activation,
+    /// Dropout probability of the embeddings and the sublayer outputs (`hidden_dropout_prob`;
+    /// DistilBERT's `dropout`).
     pub hidden_dropout_prob: f64,
+    /// Dropout probability of the attention weights (`attention_probs_dropout_prob`;
+    /// DistilBERT's `attention_dropout`).
     pub attention_probs_dropout_prob: f64,
     /// Dropout before the classifier; `None` means "use `hidden_dropout_prob`" (BERT/RoBERTa).
     pub classifier_dropout: Option<f64>,
+    /// Longest sequence the position embeddings cover (`max_position_embeddings`).
     pub max_position_embeddings: usize,
     /// 0 for DistilBERT, which has no token type embeddings.
     pub type_vocab_size: usize,
+    /// Epsilon of every LayerNorm (`layer_norm_eps`, default 1e-12).
     pub layer_norm_eps: f64,
     /// Standard deviation of the normal init transformers gives fresh weights.
     pub initializer_range: f64,
+    /// Id of the padding token (`pad_token_id`; default 1 for RoBERTa, else 0).
     pub pad_token_id: usize,
     /// Label names by class index; its length is the number of outputs of the head.
     pub id2label: Vec<String>,
+    /// The task the head is trained for (`problem_type`); `None`: inferred from the number of
+    /// labels.
     pub problem_type: Option<ProblemType>,
     /// The `config.json` as read, so that unknown fields survive a save.
     pub raw: Value,

@@ -16,7 +16,9 @@ pub struct BertEmbeddings {
     pub position_embeddings: Embedding,
     /// `[type_vocab_size, hidden]`; absent in DistilBERT.
     pub token_type_embeddings: Option<Embedding>,
+    /// LayerNorm over the summed embeddings.
     pub layer_norm: LayerNorm,
+    /// Dropout after the LayerNorm (`hidden_dropout_prob`).
     pub dropout: Dropout,
     /// RoBERTa counts positions from `pad_token_id + 1` and skips padding; `None` elsewhere.
     #[module(skip)]

@@ -13,9 +13,12 @@ use super::mixed::Compute;
 /// First feed-forward projection with the activation (no dropout here, as in transformers).
 #[derive(Module, Debug)]
 pub struct BertIntermediate {
+    /// `[hidden, intermediate]` projection.
     pub dense: Linear,
+    /// The activation applied after the projection (`hidden_act`).
     #[module(skip)]
     pub activation: Activation,
+    /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
@@ -30,9 +33,13 @@ impl BertIntermediate {
 /// Second feed-forward projection, dropout, residual and post-LayerNorm.
 #[derive(Module, Debug)]
 pub struct BertOutput {
+    /// `[intermediate, hidden]` projection.
     pub dense: Linear,
+    /// LayerNorm over the projection plus the residual.
     pub layer_norm: LayerNorm,
+    /// Dropout on the projection (`hidden_dropout_prob`).
     pub dropout: Dropout,
+    /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
@@ -53,12 +60,16 @@ impl BertOutput {
 /// One transformer block.
 #[derive(Module, Debug)]
 pub struct BertLayer {
+    /// Self-attention with its output block.
     pub attention: BertAttention,
+    /// First feed-forward projection and activation.
     pub intermediate: BertIntermediate,
+    /// Second feed-forward projection, residual and LayerNorm.
     pub output: BertOutput,
 }
 
 impl BertLayer {
+    /// A freshly initialised block sized by `config`.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         Self {
             attention: BertAttention::new(config, device),
@@ -87,10 +98,12 @@ impl BertLayer {
 /// The stack of transformer blocks.
 #[derive(Module, Debug)]
 pub struct BertEncoder {
+    /// The blocks, in order (`num_hidden_layers` of them).
     pub layer: Vec<BertLayer>,
 }
 
 impl BertEncoder {
+    /// `num_hidden_layers` freshly initialised blocks.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         Self {
             layer: (0..config.num_hidden_layers)

@@ -14,6 +14,7 @@ use crate::inference::TextInput;
 /// A parsed `/predict` request.
 #[derive(Debug, PartialEq)]
 pub struct PredictRequest {
+    /// The texts to label, each with an optional pair.
     pub inputs: Vec<TextInput>,
     /// The request held one input (answer: a list), not a batch (answer: a list of lists).
     pub single: bool,
@@ -26,19 +27,25 @@ pub struct PredictRequest {
 /// One label and its score.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct LabelScore {
+    /// The label's name.
     pub label: String,
+    /// Its probability, or its logit with `raw_scores`.
     pub score: f32,
 }
 
 /// An error answer: a status and `{"error": message, "error_type": kind}`.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// The `error_type`: `Validation`, `Overloaded`, ...
     pub kind: &'static str,
+    /// The `error` message.
     pub message: String,
 }
 
 impl ApiError {
+    /// A `422 Unprocessable Entity` answer with `error_type` `Validation`.
     pub fn validation(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,

@@ -30,6 +30,7 @@ use crate::inference::Predictor;
 /// How the server listens and batches.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// Address to bind.
     pub host: String,
     /// 0 picks a free port (the address is handed to `listening`).
     pub port: u16,
@@ -45,14 +46,23 @@ pub struct ServeOptions {
 /// What `GET /info` says about the model.
 #[derive(Clone, Debug, Serialize)]
 pub struct Info {
+    /// The model as given on the command line (directory or hub id).
     pub model_id: String,
+    /// Label names in output order.
     pub labels: Vec<String>,
+    /// transformers' `problem_type` string (`single_label_classification`, ...).
     pub problem_type: String,
+    /// Longest input in tokens; longer ones are truncated or refused.
     pub max_input_length: usize,
+    /// The backend the model runs on.
     pub backend: String,
+    /// See [`ServeOptions::max_batch_tokens`].
     pub max_batch_tokens: usize,
+    /// See [`ServeOptions::max_batch_size`].
     pub max_batch_size: usize,
+    /// See [`ServeOptions::max_concurrent_requests`].
     pub max_concurrent_requests: usize,
+    /// burnbert's version.
     pub version: String,
 }
 

@@ -19,8 +19,11 @@ pub type Answer = Result<Vec<Vec<LabelScore>>, String>;
 
 /// One request's inputs, tokenized, and where its answer goes.
 pub struct Job {
+    /// The request's inputs, tokenized (unpadded).
     pub inputs: Vec<Encoded>,
+    /// Answer logits instead of probabilities.
     pub raw_scores: bool,
+    /// Where the worker sends the answer.
     pub reply: oneshot::Sender<Answer>,
 }
 

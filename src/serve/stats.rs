@@ -22,6 +22,7 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Empty metrics, registered under the `burnbert` prefix.
     pub fn new() -> Self {
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         let latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));

@@ -23,7 +23,9 @@ pub fn default_lora_targets(arch: Architecture) -> &'static str {
 pub struct LoraSummary {
     /// Transformers names of the adapted weights' modules (`….attention.self.query`).
     pub targets: Vec<String>,
+    /// Parameters left trainable (adapters and head).
     pub trainable: usize,
+    /// All parameters, a LoRA weight counting its base and its two factors.
     pub total: usize,
 }
 

@@ -34,8 +34,11 @@ impl Adaptor<EvalInput> for StepOutput {
 /// Host copies of predictions and targets.
 #[derive(Clone, Debug, Default)]
 pub struct Predictions {
+    /// Predicted and true class indices (single-label).
     pub classes: (Vec<usize>, Vec<usize>),
+    /// Predicted and true values (regression).
     pub values: (Vec<f64>, Vec<f64>),
+    /// Predicted and true label indicators per row (multi-label).
     pub multi: (Vec<Vec<bool>>, Vec<Vec<bool>>),
 }
 
@@ -137,6 +140,8 @@ pub struct SplitMetric {
 }
 
 impl SplitMetric {
+    /// A metric reporting `key` for a `task` with `num_labels` outputs; `threshold` cuts
+    /// multi-label probabilities.
     pub fn new(key: &'static str, task: ProblemType, num_labels: usize, threshold: f64) -> Self {
         Self {
             key,

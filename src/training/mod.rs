@@ -55,7 +55,12 @@ pub enum Display {
     /// Burn's terminal dashboard.
     Tui,
     /// A line every `every` batches and one per split and evaluation, handed to `lines`.
-    Lines { every: usize, lines: Lines },
+    Lines {
+        /// Batches between progress lines.
+        every: usize,
+        /// Receives each line.
+        lines: Lines,
+    },
     /// Nothing.
     Quiet,
 }
@@ -87,11 +92,15 @@ pub struct TrainPlan {
 /// What a finished run reports.
 #[derive(Debug)]
 pub struct RunSummary {
+    /// The run directory.
     pub output: PathBuf,
     /// The evaluation (1, 2, …; each epoch end and each `eval_steps`) whose model was saved.
     pub best_evaluation: usize,
+    /// Validation metrics of the saved model (`eval_results.json`).
     pub eval: MetricValues,
+    /// Test metrics of the saved model (`test_results.json`), when there is test data.
     pub test: Option<MetricValues>,
+    /// Wall-clock seconds of the whole run.
     pub seconds: f64,
     /// Training examples per second inside training steps (evaluations and checkpoint writes
     /// excluded, as in Trainer's `train_samples_per_second`).
@@ -104,7 +113,10 @@ pub struct RunSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
     /// At the optimizer step `step`, after an evaluation and a checkpoint there.
-    AfterCheckpoint { step: usize },
+    AfterCheckpoint {
+        /// Optimizer steps taken when the run stopped.
+        step: usize,
+    },
     /// At once: the last checkpoint is the place to resume from.
     AtOnce,
 }

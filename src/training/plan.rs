@@ -20,10 +20,15 @@ use crate::model::{Compute, ModelConfig, ProblemType};
 
 /// Tokenized splits and the label space of a run.
 pub struct PreparedData {
+    /// The task and label names.
     pub space: LabelSpace,
+    /// The model's tokenizer, truncating to `max_len`.
     pub tokenizer: TextTokenizer,
+    /// Training examples.
     pub train: Arc<Vec<TrainItem>>,
+    /// Validation examples (the validation file, or held out of the training data).
     pub valid: Arc<Vec<TrainItem>>,
+    /// Test examples, when there is a test file.
     pub test: Option<Arc<Vec<TrainItem>>>,
     /// Bad rows skipped with `--skip-bad-rows`, over all files.
     pub skipped: usize,

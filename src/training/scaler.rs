@@ -14,6 +14,7 @@ pub const GROWTH_INTERVAL: usize = 2000;
 /// Where the scaler stands.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ScalerState {
+    /// The factor the loss is multiplied by.
     pub scale: f64,
     /// Finite steps since the scale last changed.
     pub good_steps: usize,

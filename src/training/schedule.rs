@@ -12,9 +12,13 @@ use crate::config::ScheduleKind;
 /// at `total_steps`. Steps count optimizer steps; `step()` returns the rate of the next one.
 #[derive(Clone, Debug)]
 pub struct WarmupDecay {
+    /// Cosine or linear decay after warmup.
     pub kind: ScheduleKind,
+    /// The rate at the end of warmup.
     pub peak_lr: f64,
+    /// Optimizer steps of linear warmup from 0.
     pub warmup_steps: usize,
+    /// Optimizer steps of the whole run; the rate reaches 0 there.
     pub total_steps: usize,
     current: usize,
 }
@@ -37,6 +41,7 @@ impl RecordState for WarmupDecayState {
 }
 
 impl WarmupDecay {
+    /// A schedule that has taken no step yet.
     pub fn new(kind: ScheduleKind, peak_lr: f64, warmup_steps: usize, total_steps: usize) -> Self {
         Self {
             kind,

@@ -17,6 +17,7 @@ use crate::model::SequenceClassifier;
 /// The classifier plus what training needs to know about the loss.
 #[derive(Module, Debug)]
 pub struct Trainee {
+    /// The classifier being trained.
     pub model: SequenceClassifier,
     /// Global L2 norm the gradients are clipped to (`0` disables clipping).
     #[module(skip)]
@@ -57,6 +58,7 @@ pub struct StepOutput {
     pub loss: Tensor<1>,
     /// `[batch, num_labels]`
     pub logits: Tensor<2>,
+    /// The batch's targets.
     pub targets: TargetBatch,
 }
 
