@@ -15,18 +15,19 @@
 pub mod alloc;
 pub mod backend;
 pub mod checkpoint;
-pub mod cli;
+mod cli;
 pub mod config;
 pub mod data;
 pub mod error;
-pub mod fsutil;
+mod fsutil;
 pub mod inference;
 pub mod metrics;
 pub mod model;
-pub mod plot;
+mod plot;
 pub mod serve;
 pub mod training;
 
+pub use cli::main as run_cli;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use inference::{Classifier, Prediction};

@@ -2,9 +2,9 @@
 //! shapes (`POST /predict`, `GET /health`, `GET /info`, `GET /metrics`) and dynamic batching
 //! (see [`queue`]). SIGTERM or Ctrl-C stops accepting, answers what is queued, and returns.
 
-pub mod api;
-pub mod queue;
-pub mod stats;
+mod api;
+mod queue;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
