@@ -1,6 +1,6 @@
 //! `burnbert serve`: the classifier behind HTTP, with text-embeddings-inference's routes and
 //! shapes (`POST /predict`, `GET /health`, `GET /info`, `GET /metrics`) and dynamic batching
-//! (see [`queue`]). SIGTERM or Ctrl-C stops accepting, answers what is queued, and returns.
+//! (see the `queue` module). SIGTERM or Ctrl-C stops accepting, answers what is queued, and returns.
 
 mod api;
 mod queue;
