@@ -37,15 +37,7 @@ fn tensors(model: &SequenceClassifier) -> HashMap<String, Vec<f32>> {
 }
 
 fn sst2(output: &Path) -> TrainConfig {
-    let mut c = TrainConfig::defaults();
-    c.train = Some(repo("data/glue/sst2/train.tsv"));
-    c.valid = Some(repo("data/glue/sst2/dev.tsv"));
-    c.text_column = "sentence".into();
-    c.max_train_samples = Some(2000);
-    c.epochs = 1;
-    c.no_tui = true;
-    c.log_every = 1000;
-    c.output = Some(output.to_path_buf());
+    let mut c = common::sst2_job(output);
     c.lora_rank = Some(8);
     c.lr = 2e-3;
     c

@@ -15,7 +15,7 @@ use burnbert::data::{Encoded, TargetBatch, TrainBatch, collate};
 use burnbert::inference::Predictor;
 use burnbert::model::{Compute, SequenceClassifier};
 use burnbert::training::{LossScaler, Trainee, adamw, read_history, train};
-use common::{device, fixtures, inputs, max_abs_diff, repo, values};
+use common::{device, fixtures, inputs, max_abs_diff, values};
 
 /// Logits of `model` on every parity input in one padded batch.
 fn logits(model: &SequenceClassifier, predictor: &Predictor) -> Vec<f32> {
@@ -139,15 +139,7 @@ fn an_overflowing_f16_step_is_skipped_and_halves_the_scale() {
 /// the validation losses of every evaluation.
 fn sst2(mixed: MixedPrecision) -> (f64, serde_json::Value) {
     let out = tempfile::tempdir().unwrap();
-    let mut c = TrainConfig::defaults();
-    c.train = Some(repo("data/glue/sst2/train.tsv"));
-    c.valid = Some(repo("data/glue/sst2/dev.tsv"));
-    c.text_column = "sentence".into();
-    c.max_train_samples = Some(2000);
-    c.epochs = 1;
-    c.no_tui = true;
-    c.log_every = 1000;
-    c.output = Some(out.path().join("run"));
+    let mut c = common::sst2_job(&out.path().join("run"));
     c.mixed_precision = mixed;
     let summary = train(&c, &device()).unwrap();
     let history = read_history(&out.path().join("run/metrics.jsonl")).unwrap();

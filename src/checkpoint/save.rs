@@ -44,17 +44,7 @@ pub fn save_pretrained(
             .map_err(|e| fail(format!("reading '{name}': {e:?}")))?;
         named.push((name, shape, bytes));
     }
-    let views = named
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|view| (name.clone(), view))
-                .map_err(|e| fail(e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| fail(e.to_string()))?;
-    write_atomic(&weights, &bytes)?;
+    write_f32_safetensors(&weights, &named)?;
 
     let json = serde_json::to_string_pretty(&config.to_json()).unwrap_or_default();
     write_atomic(&dir.join("config.json"), json.as_bytes())?;
@@ -130,18 +120,8 @@ pub fn save_peft_adapter(
         };
         named.push((name, shape, bytes));
     }
-    let views = named
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|view| (name.clone(), view))
-                .map_err(|e| fail(e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| fail(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    write_atomic(&weights, &bytes)?;
+    write_f32_safetensors(&weights, &named)?;
     let head = match arch {
         crate::model::Architecture::DistilBert => vec!["pre_classifier", "classifier"],
         _ => vec!["classifier"],
@@ -162,6 +142,29 @@ pub fn save_peft_adapter(
     });
     let text = serde_json::to_string_pretty(&json).unwrap_or_default();
     write_atomic(&dir.join("adapter_config.json"), text.as_bytes())
+}
+
+/// Writes f32 tensors (name, shape, little-endian bytes) to `path` as safetensors, atomically,
+/// with transformers' `{"format": "pt"}` metadata.
+fn write_f32_safetensors<B: std::ops::Deref<Target = [u8]>>(
+    path: &Path,
+    named: &[(String, Vec<usize>, B)],
+) -> Result<()> {
+    let fail = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    let views = named
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(safetensors::Dtype::F32, shape.clone(), &**bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| fail(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| fail(e.to_string()))?;
+    write_atomic(path, &bytes)
 }
 
 /// `base_model.model.<module>.<factor>.weight` for the LoRA factor of the weight at Burn `path`.

@@ -52,6 +52,21 @@ pub fn minilm_classifier_dir() -> tempfile::TempDir {
     dir
 }
 
+/// The CI-sized SST-2 job (the quick start's: all-MiniLM-L6-v2, the first 2,000 training rows,
+/// 1 epoch, the dev set), quiet, writing to `output`.
+pub fn sst2_job(output: &Path) -> burnbert::TrainConfig {
+    let mut c = burnbert::TrainConfig::defaults();
+    c.train = Some(repo("data/glue/sst2/train.tsv"));
+    c.valid = Some(repo("data/glue/sst2/dev.tsv"));
+    c.text_column = "sentence".into();
+    c.max_train_samples = Some(2000);
+    c.epochs = 1;
+    c.no_tui = true;
+    c.log_every = 1000;
+    c.output = Some(output.to_path_buf());
+    c
+}
+
 /// The texts every parity fixture was computed on.
 pub fn inputs() -> Vec<TextInput> {
     let text = std::fs::read_to_string(fixtures().join("inputs.json")).unwrap();
