@@ -179,6 +179,43 @@ pub fn cheap_host_access(device: &Device) -> bool {
     false
 }
 
+/// Whether Burn's fused attention (`burn::tensor::module::attention`) masks the keys its mask
+/// marks on `device`. Checked once per device on a 2-key example: burn-tch 0.22.1 hands Burn's
+/// mask (`true` = masked) to torch's SDPA, whose boolean mask means the opposite, so there the
+/// answer is no and inference keeps the unfused ops.
+pub fn fused_attention_works(device: &Device) -> bool {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Bool, Tensor, TensorData};
+    static CHECKED: std::sync::Mutex<Vec<(Device, bool)>> = std::sync::Mutex::new(Vec::new());
+    let device = device.clone().without_autodiff();
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, works)) = checked.iter().find(|(d, _)| *d == device) {
+        return *works;
+    }
+    // One query, two keys with equal scores, values 1 and 3; the second key masked: 1.
+    let tensor = |values: Vec<f32>, shape: [usize; 4]| {
+        Tensor::<4>::from_data(TensorData::new(values, shape), &device)
+    };
+    let mask =
+        Tensor::<4, Bool>::from_data(TensorData::new(vec![false, true], [1, 1, 1, 2]), &device);
+    let out = attention(
+        tensor(vec![1.0], [1, 1, 1, 1]),
+        tensor(vec![0.0, 0.0], [1, 1, 2, 1]),
+        tensor(vec![1.0, 3.0], [1, 1, 2, 1]),
+        Some(mask),
+        None,
+        AttentionModuleOptions::default(),
+    );
+    let works = out
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .is_ok_and(|v| v.len() == 1 && (v[0] - 1.0).abs() < 1e-2);
+    checked.push((device, works));
+    works
+}
+
 /// Picks the backend ([`resolve_backend`]) and the device. Every float tensor created on the
 /// device (parameters, activations, gradients, optimizer state) then has the `precision` type;
 /// a device that cannot compute in it is an error.

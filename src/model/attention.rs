@@ -100,14 +100,16 @@ impl BertSelfAttention {
                 .swap_dims(1, 2)
         };
         let c = self.compute;
-        let training = hidden.device().is_autodiff();
+        let hidden_device = hidden.device();
+        let training = hidden_device.is_autodiff();
         let q = split(c.linear(&self.query, hidden.clone()));
         let k = split(c.linear(&self.key, hidden.clone()));
         let v = split(c.linear(&self.value, hidden));
 
-        if !training {
-            // Inference (no dropout): the backend's fused attention (torch's SDPA on tch, flash
-            // kernels on CubeCL, flex's own); Burn's autodiff would fall back to these same ops.
+        if !training && crate::backend::fused_attention_works(&hidden_device) {
+            // Inference (no dropout): the backend's fused attention (flash kernels on CubeCL,
+            // flex's own; not tch, see `fused_attention_works`); Burn's autodiff would fall back
+            // to these same ops.
             let mask =
                 pad_mask
                     .reshape([batch, 1, 1, seq])
