@@ -20,15 +20,14 @@ use super::loader::{Sampling, TrainBatch, TrainBatcher, TrainItem, epoch_batches
 #[derive(Debug, Default)]
 pub struct StreamState {
     position: AtomicUsize,
-    steps: AtomicUsize,
     examples: AtomicUsize,
     stop: AtomicBool,
     /// Why the run must end with an error (an artifact that could not be written).
     failure: Mutex<Option<String>>,
     /// Nanoseconds spent inside training windows (steps, not evaluations or checkpoints).
     train_nanos: AtomicU64,
-    /// (start, end, steps at start) of each window served by this process.
-    windows: Mutex<Vec<(usize, usize, usize)>>,
+    /// (start, end) of each window served by this process.
+    windows: Mutex<Vec<(usize, usize)>>,
     /// Positions (batches served) where an optimizer step ends, ascending: every `accum`
     /// batches within an epoch and at each epoch end (a shorter last group, as Trainer).
     groups: Vec<usize>,
@@ -44,9 +43,9 @@ impl StreamState {
         self.position.load(Ordering::SeqCst)
     }
 
-    /// Optimizer steps taken so far.
+    /// Optimizer steps taken so far: the accumulation groups the stream has served whole.
     pub fn steps(&self) -> usize {
-        self.steps.load(Ordering::SeqCst)
+        self.steps_before(self.position())
     }
 
     /// Training examples served so far (in this process).
@@ -69,9 +68,8 @@ impl StreamState {
     /// (position, optimizer steps). Exact even when read later than the batch was served.
     pub fn within_window(&self, index: usize, done: usize) -> Option<(usize, usize)> {
         let windows = self.windows.lock().ok()?;
-        let &(position, _, steps) = windows.get(index)?;
-        let taken = self.steps_before(position + done) - self.steps_before(position);
-        Some((position + done, steps + taken))
+        let &(start, _) = windows.get(index)?;
+        Some((start + done, self.steps_before(start + done)))
     }
 
     /// Optimizer steps completed once `position` batches are served.
@@ -97,7 +95,7 @@ impl StreamState {
         let windows = self.windows.lock();
         windows.is_ok_and(|w| {
             w.get(index)
-                .is_some_and(|&(start, end, _)| start + done == end)
+                .is_some_and(|&(start, end)| start + done == end)
         })
     }
 
@@ -225,10 +223,9 @@ impl TrainStream {
         self.state.clone()
     }
 
-    /// Continues a run that stopped after `position` batches and `steps` optimizer steps.
-    pub fn resume_at(&self, position: usize, steps: usize) {
+    /// Continues a run that stopped after `position` batches.
+    pub fn resume_at(&self, position: usize) {
         self.state.position.store(position, Ordering::SeqCst);
-        self.state.steps.store(steps, Ordering::SeqCst);
     }
 
     /// Windows (evaluations) left from the current position.
@@ -279,11 +276,6 @@ impl Iterator for Window<'_> {
         self.position += 1;
         state.position.store(self.position, Ordering::SeqCst);
         state.examples.fetch_add(indices.len(), Ordering::SeqCst);
-        // Burn steps the optimizer after `accum` batches and at the end of each window, which
-        // ends at a group end.
-        if state.ends_step(self.position) {
-            state.steps.fetch_add(1, Ordering::SeqCst);
-        }
         Some(Ok(batch))
     }
 }
@@ -309,7 +301,7 @@ impl DataLoader<TrainBatch> for TrainStream {
         self.device
             .seed(self.seed.wrapping_mul(1_000_003).wrapping_add(window));
         if let Ok(mut windows) = self.state.windows.lock() {
-            windows.push((start, end, self.state.steps()));
+            windows.push((start, end));
         }
         Box::new(Window {
             stream: self,
@@ -468,7 +460,7 @@ mod tests {
         assert_eq!((state.position(), state.steps()), (3, 1));
         // A fresh run resumed there serves the rest of the epoch in one window.
         let resumed = stream(40, 1, None, 3);
-        resumed.resume_at(3, 1);
+        resumed.resume_at(3);
         assert_eq!(resumed.windows_left(), 1);
         assert_eq!(drain(&resumed), 7);
         assert_eq!(resumed.state().steps(), 1 + 3);

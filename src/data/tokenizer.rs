@@ -163,11 +163,7 @@ impl TextTokenizer {
 
     /// Tokenizes one text or text pair, with special tokens and truncation.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoded> {
-        let encoding = self
-            .inner
-            .encode(encode_input(text, pair), true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(encoded(&encoding))
+        self.encode_checked(text, pair).map(|(encoded, _)| encoded)
     }
 
     /// Tokenizes one text or pair like [`Self::encode`]; also says whether it was truncated.

@@ -237,8 +237,11 @@ impl TrainPlan {
         };
         let stream = TrainStream::new(data.train.clone(), layout, batcher, train_device);
         if let Some(evaluation) = resume_from {
-            let (position, steps) = stream_position(&output, evaluation, stream.state().per_epoch)?;
-            stream.resume_at(position, steps);
+            stream.resume_at(stream_position(
+                &output,
+                evaluation,
+                stream.state().per_epoch,
+            )?);
         }
         Ok(Self {
             config: config.clone(),

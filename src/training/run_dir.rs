@@ -53,16 +53,12 @@ pub(super) fn open_run_dir(
     Ok(lock)
 }
 
-/// Where the stream stood at `evaluation` of the run in `output`: (batches, optimizer steps).
-pub(super) fn stream_position(
-    output: &Path,
-    evaluation: usize,
-    per_epoch: usize,
-) -> Result<(usize, usize)> {
+/// Where the stream stood at `evaluation` of the run in `output`, in batches served.
+pub(super) fn stream_position(output: &Path, evaluation: usize, per_epoch: usize) -> Result<usize> {
     let history = read_history(&output.join("metrics.jsonl"))?;
     let line = history.get("train").and_then(|h| h.get(&evaluation));
-    match line.and_then(|v| Some((v.get("epoch")?, v.get("step")?))) {
-        Some((&epoch, &step)) => Ok(((epoch * per_epoch as f64).round() as usize, step as usize)),
+    match line.and_then(|v| v.get("epoch")) {
+        Some(&epoch) => Ok((epoch * per_epoch as f64).round() as usize),
         None => Err(Error::Input(format!(
             "--resume: {} has no training line for evaluation {evaluation}",
             output.join("metrics.jsonl").display()
