@@ -90,6 +90,10 @@ pub struct TrainConfig {
     /// Passes over the training data.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
+    /// Train this many optimizer steps instead of `epochs` (as Trainer's `max_steps`: the
+    /// schedule spans them; the data is passed over as often as they need).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
     /// Examples per batch (per optimizer step: batch_size × grad_accum).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -255,6 +259,9 @@ impl TrainConfig {
         }
         if self.eval_steps == Some(0) {
             return bad("eval_steps must be at least 1");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps must be at least 1");
         }
         if self.pad_to_multiple_of == Some(0) {
             return bad("pad_to_multiple_of must be at least 1 (1 pads to the longest input)");

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{BatchArgs, DeviceArgs, InputColumns, print_notices};
-use crate::data::{LabelSpace, read_checked, train_items};
+use crate::data::{FileIndex, LabelSpace, LazyExamples};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::inference::problem_type;
@@ -55,19 +55,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let columns = args
         .columns
         .columns(&args.data, Some(args.label_column.clone()));
-    let (rows, _) = read_checked(&args.data, args.columns.format, &columns, false)?;
-    let targets = space.targets(&rows, &args.data).map_err(|e| {
+    let index = FileIndex::open(&args.data, args.columns.format, &columns, &|_, _| {})?;
+    index.check_rows(false)?;
+    space.check(&index.stats, &args.data).map_err(|e| {
         Error::Input(
             e.to_string()
                 .replace("the training labels", "the model's labels"),
         )
     })?;
-    let items = train_items(&predictor.tokenizer, &rows, targets)?;
+    let rows = index.rows;
     let padding = predictor.tokenizer.padding();
+    let examples = LazyExamples::new(rows.clone(), predictor.tokenizer.clone(), space.clone());
     let trainee = Trainee::new(predictor.model);
     let (metrics, predictions) = evaluate(
         &trainee,
-        Arc::new(items),
+        Arc::new(examples),
         &space,
         args.batch.batch_size,
         padding,

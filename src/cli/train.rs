@@ -40,7 +40,13 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
     config.pad_to_multiple_of = Some(args.device.pad_multiple(config.pad_to_multiple_of)?);
     let device = args.device.device()?;
 
-    let plan = TrainPlan::new(&config, &device)?;
+    let bar = indexing_bar();
+    let plan = TrainPlan::with_progress(&config, &device, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let plan = plan?;
     print_notices(plan.notices());
     for line in plan.describe() {
         println!("burnbert: {line}");
@@ -68,6 +74,18 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
     crate::plot::plot_runs(std::slice::from_ref(&summary.output), None)?;
     print_summary(&summary);
     Ok(())
+}
+
+/// The bar of the pass that indexes each data file (drawn only on a terminal).
+fn indexing_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "indexing {bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// The first Ctrl-C ends the run at the next optimizer step, after an evaluation and a

@@ -1,20 +1,19 @@
 //! Burn data loading for training: tokenized examples, length-grouped batches, and the
 //! batcher that pads them and stacks the targets.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 use super::batcher::{TextBatch, collate};
+use super::index::RowSet;
+use super::labels::LabelSpace;
 use super::labels::Target;
 use super::table::RawRow;
 use super::tokenizer::{Encoded, Padding, TextTokenizer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A tokenized, labelled example.
 #[derive(Clone, Debug)]
@@ -25,21 +24,99 @@ pub struct TrainItem {
     pub target: Target,
 }
 
-/// Tokenizes `rows` in parallel and pairs each with its target.
-pub fn train_items(
-    tokenizer: &TextTokenizer,
-    rows: &[RawRow],
-    targets: Vec<Target>,
-) -> Result<Vec<TrainItem>> {
-    let encoded = tokenizer.encode_batch(
-        rows.iter()
-            .map(|r| (r.text.as_str(), r.text_pair.as_deref())),
-    )?;
-    Ok(encoded
-        .into_iter()
-        .zip(targets)
-        .map(|(encoded, target)| TrainItem { encoded, target })
-        .collect())
+/// Labelled examples fetched by index: held in memory, or read and tokenized on demand.
+pub trait Examples: Send + Sync {
+    /// How many examples there are.
+    fn len(&self) -> usize;
+
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The examples at `indices`, tokenized, in that order.
+    fn fetch(&self, indices: &[usize]) -> Result<Vec<TrainItem>>;
+
+    /// Token counts of the examples at `indices` (for length grouping).
+    fn lengths(&self, indices: &[usize]) -> Result<Vec<usize>> {
+        Ok(self
+            .fetch(indices)?
+            .iter()
+            .map(|item| item.encoded.input_ids.len())
+            .collect())
+    }
+}
+
+impl Examples for Vec<TrainItem> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+
+    fn fetch(&self, indices: &[usize]) -> Result<Vec<TrainItem>> {
+        Ok(indices.iter().map(|&i| self[i].clone()).collect())
+    }
+
+    fn lengths(&self, indices: &[usize]) -> Result<Vec<usize>> {
+        Ok(indices
+            .iter()
+            .map(|&i| self[i].encoded.input_ids.len())
+            .collect())
+    }
+}
+
+/// Rows of an indexed file, read, labelled and tokenized when fetched: memory stays bounded
+/// whatever the file's size.
+pub struct LazyExamples {
+    rows: RowSet,
+    tokenizer: TextTokenizer,
+    space: LabelSpace,
+}
+
+impl LazyExamples {
+    /// Examples of `rows` (whose labels [`LabelSpace::check`] accepted) for `space`.
+    pub fn new(rows: RowSet, tokenizer: TextTokenizer, space: LabelSpace) -> Self {
+        Self {
+            rows,
+            tokenizer,
+            space,
+        }
+    }
+}
+
+impl Examples for LazyExamples {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn fetch(&self, indices: &[usize]) -> Result<Vec<TrainItem>> {
+        let rows = indices
+            .iter()
+            .map(|&i| self.rows.row(i))
+            .collect::<Result<Vec<RawRow>>>()?;
+        let targets = rows
+            .iter()
+            .map(|row| {
+                row.label
+                    .as_ref()
+                    .and_then(|c| self.space.target(c))
+                    .ok_or_else(|| {
+                        Error::Input(format!(
+                            "line {}: the label changed since it was checked",
+                            row.line
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<Target>>>()?;
+        let encoded = self.tokenizer.encode_batch(
+            rows.iter()
+                .map(|r| (r.text.as_str(), r.text_pair.as_deref())),
+        )?;
+        Ok(encoded
+            .into_iter()
+            .zip(targets)
+            .map(|(encoded, target)| TrainItem { encoded, target })
+            .collect())
+    }
 }
 
 /// The targets of a batch, by task.
@@ -82,78 +159,58 @@ pub enum Sampling {
 
 /// How many batches are sorted by length together: large enough to group similar lengths,
 /// small enough to keep batches random (transformers' `LengthGroupedSampler` uses 50).
-const MEGA_BATCH: usize = 50;
+pub const MEGA_BATCH: usize = 50;
 
-/// Training batches of similar length: a seeded shuffle, then within each group of
-/// `MEGA_BATCH` batches the examples are sorted by length before slicing.
-pub fn length_grouped_batches(lengths: &[usize], batch_size: usize, seed: u64) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    order
-        .chunks(batch_size * MEGA_BATCH)
-        .flat_map(|group| {
-            let mut group = group.to_vec();
-            group.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-            group
-                .chunks(batch_size)
-                .map(<[usize]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// One epoch's training batches (example indices, in training order) for `sampling`, drawn
-/// with `seed`.
-pub fn epoch_batches(
-    lengths: &[usize],
+/// Evaluation batches: examples sorted by length within chunks of [`MEGA_BATCH`] batches (the
+/// whole set when it is smaller), so padding is small and only one chunk is held at a time.
+pub struct EvalBatches {
+    examples: Arc<dyn Examples>,
     batch_size: usize,
-    sampling: Sampling,
-    seed: u64,
-) -> Vec<Vec<usize>> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    match sampling {
-        Sampling::GroupByLength => {
-            let mut batches = length_grouped_batches(lengths, batch_size, seed);
-            batches.shuffle(&mut rng);
-            return batches;
+    /// The chunk fetched last: (its number, its examples sorted by length).
+    chunk: Mutex<Option<(usize, Arc<Vec<TrainItem>>)>>,
+}
+
+impl EvalBatches {
+    /// Batches of `batch_size` over `examples`.
+    pub fn new(examples: Arc<dyn Examples>, batch_size: usize) -> Self {
+        Self {
+            examples,
+            batch_size: batch_size.max(1),
+            chunk: Mutex::new(None),
         }
-        Sampling::Random => order.shuffle(&mut rng),
-        Sampling::Sequential => {}
     }
-    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
-}
 
-/// Evaluation batches: examples sorted by length, so padding is minimal.
-pub fn sorted_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by_key(|&i| lengths[i]);
-    order.chunks(batch_size).map(<[usize]>::to_vec).collect()
-}
-
-/// A dataset whose items are whole pre-formed batches (for a loader with batch size 1).
-pub struct BatchedDataset {
-    items: Arc<Vec<TrainItem>>,
-    batches: Vec<Vec<usize>>,
-}
-
-impl BatchedDataset {
-    /// A dataset of `items` whose item `i` is the examples of `batches[i]`.
-    pub fn new(items: Arc<Vec<TrainItem>>, batches: Vec<Vec<usize>>) -> Self {
-        Self { items, batches }
+    fn chunk(&self, number: usize) -> Result<Arc<Vec<TrainItem>>> {
+        let mut cached = self
+            .chunk
+            .lock()
+            .map_err(|_| Error::Input("poisoned".into()))?;
+        if let Some((n, items)) = cached.as_ref()
+            && *n == number
+        {
+            return Ok(items.clone());
+        }
+        let rows = self.batch_size * MEGA_BATCH;
+        let indices: Vec<usize> =
+            (number * rows..((number + 1) * rows).min(self.examples.len())).collect();
+        let mut items = self.examples.fetch(&indices)?;
+        items.sort_by_key(|item| item.encoded.input_ids.len());
+        let items = Arc::new(items);
+        *cached = Some((number, items.clone()));
+        Ok(items)
     }
 }
 
-impl Dataset<Vec<TrainItem>> for BatchedDataset {
-    fn get(&self, index: usize) -> Result<Vec<TrainItem>, burn::data::dataset::DatasetError> {
-        Ok(self.batches[index]
-            .iter()
-            .map(|&i| self.items[i].clone())
-            .collect())
+impl Dataset<Vec<TrainItem>> for EvalBatches {
+    fn get(&self, index: usize) -> std::result::Result<Vec<TrainItem>, DatasetError> {
+        let chunk = self.chunk(index / MEGA_BATCH).map_err(DatasetError::new)?;
+        let start = (index % MEGA_BATCH) * self.batch_size;
+        let end = (start + self.batch_size).min(chunk.len());
+        Ok(chunk[start.min(end)..end].to_vec())
     }
 
     fn len(&self) -> usize {
-        self.batches.len()
+        self.examples.len().div_ceil(self.batch_size)
     }
 }
 
@@ -219,36 +276,5 @@ impl Batcher<Vec<TrainItem>, TrainBatch> for TrainBatcher {
             targets,
             loss_scale: 1.0,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grouped_batches_cover_every_example_once_and_are_seeded() {
-        let lengths: Vec<usize> = (0..1000).map(|i| (i * 37) % 120 + 3).collect();
-        let batches = length_grouped_batches(&lengths, 16, 42);
-        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
-        seen.sort();
-        assert_eq!(seen, (0..1000).collect::<Vec<_>>());
-        assert_eq!(batches, length_grouped_batches(&lengths, 16, 42));
-        assert_ne!(batches, length_grouped_batches(&lengths, 16, 43));
-        // Within a batch lengths are close: far less padding than random batches.
-        let padding = |bs: &[Vec<usize>]| -> usize {
-            bs.iter()
-                .map(|b| {
-                    let max = b.iter().map(|&i| lengths[i]).max().unwrap();
-                    b.iter().map(|&i| max - lengths[i]).sum::<usize>()
-                })
-                .sum()
-        };
-        let random: Vec<Vec<usize>> = (0..1000)
-            .collect::<Vec<_>>()
-            .chunks(16)
-            .map(<[usize]>::to_vec)
-            .collect();
-        assert!(padding(&batches) * 4 < padding(&random));
     }
 }

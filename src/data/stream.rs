@@ -14,7 +14,8 @@ use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::Device;
 
-use super::loader::{Sampling, TrainBatch, TrainBatcher, TrainItem, epoch_batches};
+use super::loader::{Examples, Sampling, TrainBatch, TrainBatcher};
+use super::order::BatchOrder;
 
 /// Where training stands, shared by the stream, the metric logger, the renderer and Ctrl-C.
 #[derive(Debug, Default)]
@@ -127,9 +128,8 @@ impl StreamState {
 /// Serves training batches window by window; see the module docs.
 #[derive(Clone)]
 pub struct TrainStream {
-    items: Arc<Vec<TrainItem>>,
-    /// Every epoch's batches (example indices), in training order.
-    batches: Arc<Vec<Vec<usize>>>,
+    /// Which examples form each batch of each epoch.
+    order: Arc<BatchOrder>,
     /// Positions where a window ends (an evaluation), ascending; the last is the end.
     ends: Arc<Vec<usize>>,
     /// Seeds the device's random numbers (dropout) at the start of each window.
@@ -154,6 +154,8 @@ pub struct StreamLayout {
     pub eval_steps: Option<usize>,
     /// Batches per optimizer step.
     pub accum: usize,
+    /// Ends training after this many optimizer steps (epochs then only shape the order).
+    pub max_steps: Option<usize>,
 }
 
 /// Where optimizer steps end: every `accum` batches within each epoch, and at each epoch end
@@ -184,27 +186,31 @@ fn evaluation_points(
 impl TrainStream {
     /// Epoch `e` orders its batches by `layout.sampling` with seed `seed + e`. Evaluations
     /// fall at every epoch end and, with `eval_steps`, every `eval_steps` optimizer steps.
+    /// With `max_steps`, training ends after that many optimizer steps, as many epochs as it
+    /// takes (the last one cut short, evaluated where it ends).
     pub fn new(
-        items: Arc<Vec<TrainItem>>,
+        examples: Arc<dyn Examples>,
         layout: StreamLayout,
         batcher: TrainBatcher,
         device: Device,
     ) -> Self {
-        let lengths: Vec<usize> = items.iter().map(|i| i.encoded.input_ids.len()).collect();
+        let order = BatchOrder::new(examples, layout.batch_size, layout.sampling, layout.seed);
+        let per_epoch = order.per_epoch();
         let accum = layout.accum.max(1);
-        let mut batches = Vec::new();
-        let mut per_epoch = 0;
-        for epoch in 0..layout.epochs as u64 {
-            let seed = layout.seed.wrapping_add(epoch);
-            let epoch_batches = epoch_batches(&lengths, layout.batch_size, layout.sampling, seed);
-            per_epoch = epoch_batches.len();
-            batches.extend(epoch_batches);
+        let mut epochs = layout.epochs;
+        if let Some(steps) = layout.max_steps {
+            epochs = (steps * accum).div_ceil(per_epoch.max(1)).max(1);
         }
-        let groups = group_ends(per_epoch, layout.epochs, accum);
-        let ends = evaluation_points(&groups, per_epoch, layout.epochs, layout.eval_steps);
+        let mut groups = group_ends(per_epoch, epochs, accum);
+        let mut ends = evaluation_points(&groups, per_epoch, epochs, layout.eval_steps);
+        if let Some(steps) = layout.max_steps {
+            groups.truncate(steps);
+            let last = groups.last().copied().unwrap_or(0);
+            ends.retain(|&end| end < last);
+            ends.push(last);
+        }
         Self {
-            items,
-            batches: Arc::new(batches),
+            order: Arc::new(order),
             ends: Arc::new(ends),
             seed: layout.seed,
             batcher,
@@ -269,13 +275,23 @@ impl Iterator for Window<'_> {
             return None;
         }
         self.started.get_or_insert_with(Instant::now);
-        let indices = &stream.batches[self.position];
-        let group: Vec<TrainItem> = indices.iter().map(|&i| stream.items[i].clone()).collect();
+        let per_epoch = state.per_epoch.max(1);
+        let (epoch, index) = (self.position / per_epoch, self.position % per_epoch);
+        let fetched = (stream.order.batch(epoch, index))
+            .and_then(|indices| stream.order.examples().fetch(&indices));
+        let group = match fetched {
+            Ok(group) => group,
+            Err(e) => {
+                state.fail(format!("reading training batch {}: {e}", self.position));
+                return None;
+            }
+        };
+        let examples = group.len();
         let mut batch = stream.batcher.batch(vec![group], &stream.device);
         batch.loss_scale = state.loss_scale(self.position);
         self.position += 1;
         state.position.store(self.position, Ordering::SeqCst);
-        state.examples.fetch_add(indices.len(), Ordering::SeqCst);
+        state.examples.fetch_add(examples, Ordering::SeqCst);
         Some(Ok(batch))
     }
 }
@@ -334,7 +350,7 @@ impl DataLoader<TrainBatch> for TrainStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Encoded, Target};
+    use crate::data::{Encoded, Target, TrainItem};
 
     fn stream(n: usize, epochs: usize, eval_steps: Option<usize>, accum: usize) -> TrainStream {
         let items = (0..n)
@@ -345,7 +361,7 @@ mod tests {
                 },
                 target: Target::Class(i % 2),
             })
-            .collect();
+            .collect::<Vec<TrainItem>>();
         TrainStream::new(
             Arc::new(items),
             StreamLayout {
@@ -355,6 +371,7 @@ mod tests {
                 seed: 7,
                 eval_steps,
                 accum,
+                max_steps: None,
             },
             TrainBatcher {
                 padding: 0.into(),
@@ -408,20 +425,6 @@ mod tests {
     }
 
     #[test]
-    fn sequential_sampling_keeps_file_order() {
-        let lengths = [3, 9, 1, 5, 7];
-        assert_eq!(
-            epoch_batches(&lengths, 2, Sampling::Sequential, 1),
-            [vec![0, 1], vec![2, 3], vec![4]]
-        );
-        let random = epoch_batches(&lengths, 2, Sampling::Random, 1);
-        let mut all: Vec<usize> = random.iter().flatten().copied().collect();
-        assert_ne!(all, [0, 1, 2, 3, 4]);
-        all.sort();
-        assert_eq!(all, [0, 1, 2, 3, 4]);
-    }
-
-    #[test]
     fn windows_cover_every_epoch_and_count_optimizer_steps() {
         // 40 examples, batch 4: 10 batches an epoch; 2 epochs; evaluate every 3 steps of 2.
         let s = stream(40, 2, Some(3), 2);
@@ -439,11 +442,33 @@ mod tests {
         assert_eq!(state.within_window(4, 2), Some((20, 10)));
         assert_eq!(s.windows_left(), 0);
         assert_eq!(drain(&s), 0);
-        // Each epoch serves every example once.
-        let mut first: Vec<usize> = s.batches[..10].iter().flatten().copied().collect();
-        first.sort();
-        assert_eq!(first, (0..40).collect::<Vec<_>>());
-        assert_ne!(s.batches[..10], s.batches[10..]);
+    }
+
+    #[test]
+    fn max_steps_ends_training_mid_epoch_and_evaluates_there() {
+        // 40 examples, batch 4: 10 batches an epoch; 7 steps of 2 batches end in epoch 2.
+        let mut s = stream(40, 1, Some(3), 2);
+        let layout = |max_steps| StreamLayout {
+            batch_size: 4,
+            epochs: 1,
+            sampling: Sampling::GroupByLength,
+            seed: 7,
+            eval_steps: Some(3),
+            accum: 2,
+            max_steps,
+        };
+        let batcher = s.batcher.clone();
+        s = TrainStream::new(
+            s.order.examples().clone(),
+            layout(Some(7)),
+            batcher,
+            Device::default(),
+        );
+        assert_eq!(s.state().total_steps, 7);
+        // Evaluations after steps 3 (position 6), the epoch end (10), step 6 (12), the end (14).
+        let sizes: Vec<usize> = (0..s.windows_left()).map(|_| drain(&s)).collect();
+        assert_eq!(sizes, [6, 4, 2, 2]);
+        assert_eq!((s.state().steps(), s.state().epochs()), (7, 1.4));
     }
 
     #[test]

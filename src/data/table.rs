@@ -1,7 +1,8 @@
 //! Reading labelled text files: CSV, TSV (no quote processing, as GLUE needs) and JSONL,
 //! with columns by name or by 0-based index, a UTF-8 BOM ignored, CRLF accepted.
 
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,7 @@ pub struct RawRow {
 }
 
 /// A label cell: text from CSV/TSV, or any JSON value from JSONL.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LabelCell {
     /// A CSV/TSV cell's text.
     Text(String),
@@ -82,7 +83,7 @@ pub enum LabelCell {
 }
 
 /// A row that could not be read, with its location.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BadRow {
     /// The file the row is in.
     pub file: PathBuf,
@@ -113,87 +114,89 @@ pub type RowResult = (std::result::Result<RawRow, BadRow>, RowFields);
 /// Streams the rows of a CSV/TSV/JSONL file without loading it whole.
 pub struct RowReader {
     inner: RowSource,
-    path: PathBuf,
-    columns: Columns,
+    parser: RowParser,
     /// The CSV/TSV header, when the file has one.
     pub header: Option<Vec<String>>,
+    /// Where the last row read lies in the file: (byte offset, byte length).
+    span: (u64, u64),
 }
 
 enum RowSource {
-    Json(std::io::Lines<Box<dyn BufRead>>, usize),
-    Delimited(
-        csv::StringRecordsIntoIter<Box<dyn BufRead>>,
-        ColumnIndex,
-        usize,
-    ),
+    Json(BufReader<File>, u64, usize),
+    Delimited(csv::StringRecordsIntoIter<File>, u64, usize),
 }
 
-/// Drops the `\r` of `\r\n` line endings (the csv crate miscounts lines after them) and a
-/// leading UTF-8 byte-order mark.
-struct Normalised<R: BufRead> {
-    inner: R,
-    start: bool,
+/// Turns the bytes of one row (as found by [`RowReader::span`]) into a row: the format and
+/// the columns resolved against the file's header.
+#[derive(Clone, Debug)]
+pub struct RowParser {
+    path: PathBuf,
+    columns: Columns,
+    /// `None` for JSONL; the delimiter, whether quotes are processed, and the column positions.
+    delimited: Option<(u8, bool, ColumnIndex)>,
 }
 
-impl<R: BufRead> Read for Normalised<R> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let buf = self.inner.fill_buf()?;
-        if self.start {
-            self.start = false;
-            if buf.starts_with(b"\xEF\xBB\xBF") {
-                self.inner.consume(3);
-                return self.read(out);
-            }
-        }
-        let buf = self.inner.fill_buf()?;
-        if buf.is_empty() || out.is_empty() {
-            return Ok(0);
-        }
-        let (mut read, mut written) = (0, 0);
-        while read < buf.len() && written < out.len() {
-            if buf[read] == b'\r' && read + 1 < buf.len() && buf[read + 1] == b'\n' {
-                read += 1;
-                continue;
-            }
-            if buf[read] == b'\r' && read + 1 == buf.len() && read > 0 {
-                break; // decide on the next fill, when the following byte is known
-            }
-            out[written] = buf[read];
-            read += 1;
-            written += 1;
-        }
-        self.inner.consume(read);
-        Ok(written)
+/// The csv reader settings of a delimited format: TSV keeps quotes literal (GLUE).
+fn csv_reader<R: Read>(delimiter: u8, quoting: bool, input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(quoting)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// A cell as read: the `\r` of a `\r\n` inside a quoted field dropped, as at line ends.
+fn cell(text: &str) -> String {
+    if text.contains('\r') {
+        text.replace("\r\n", "\n")
+    } else {
+        text.to_string()
     }
+}
+
+/// Opens `path` past a leading UTF-8 byte-order mark; returns the file and the mark's length.
+fn open_past_bom(path: &Path) -> Result<(File, u64)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = [0u8; 3];
+    let mut read = 0;
+    while read < 3 {
+        match file
+            .read(&mut head[read..])
+            .map_err(|e| Error::io(path, e))?
+        {
+            0 => break,
+            n => read += n,
+        }
+    }
+    let base = if read == 3 && head == *b"\xEF\xBB\xBF" {
+        3
+    } else {
+        0
+    };
+    file.seek(SeekFrom::Start(base))
+        .map_err(|e| Error::io(path, e))?;
+    Ok((file, base))
 }
 
 impl RowReader {
     /// Opens `path`; with a header, the columns are resolved now (a missing one is an error).
     pub fn open(path: &Path, format: Format, columns: &Columns) -> Result<Self> {
         let format = format.resolve(path)?;
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader: Box<dyn BufRead> = Box::new(BufReader::new(Normalised {
-            inner: BufReader::new(file),
-            start: true,
-        }));
+        let (file, base) = open_past_bom(path)?;
         let mut header = None;
         let inner = match format {
-            Format::Jsonl => RowSource::Json(reader.lines(), 0),
+            Format::Jsonl => RowSource::Json(BufReader::new(file), base, 0),
             delimited => {
-                let mut records = csv::ReaderBuilder::new()
-                    .delimiter(if delimited == Format::Tsv {
-                        b'\t'
-                    } else {
-                        b','
-                    })
-                    .quoting(delimited == Format::Csv)
-                    .has_headers(false)
-                    .flexible(true)
-                    .from_reader(reader)
-                    .into_records();
+                let (delimiter, quoting) = if delimited == Format::Tsv {
+                    (b'\t', false)
+                } else {
+                    (b',', true)
+                };
+                let mut records = csv_reader(delimiter, quoting, file).into_records();
                 if !columns.no_header {
                     header = match records.next() {
-                        Some(Ok(record)) => Some(record.iter().map(str::to_string).collect()),
+                        Some(Ok(record)) => Some(record.iter().map(cell).collect()),
                         Some(Err(e)) => {
                             return Err(Error::Input(format!("{}:1: {e}", path.display())));
                         }
@@ -205,16 +208,71 @@ impl RowReader {
                         }
                     };
                 }
-                let index = ColumnIndex::new(header.as_deref(), columns, path)?;
-                RowSource::Delimited(records, index, usize::from(header.is_some()))
+                RowSource::Delimited(records, base, usize::from(header.is_some()))
             }
         };
+        let parser = RowParser::new(path, format, columns, header.as_deref())?;
         Ok(Self {
             inner,
+            parser,
+            header,
+            span: (0, 0),
+        })
+    }
+
+    /// Where the last row returned lies in the file: (byte offset, byte length).
+    pub fn span(&self) -> (u64, u64) {
+        self.span
+    }
+
+    /// The parser that reads a row back from its bytes.
+    pub fn parser(&self) -> &RowParser {
+        &self.parser
+    }
+}
+
+impl RowParser {
+    /// The parser of a file in `format` (not `auto`) whose header (CSV/TSV) is `header`.
+    pub fn new(
+        path: &Path,
+        format: Format,
+        columns: &Columns,
+        header: Option<&[String]>,
+    ) -> Result<Self> {
+        let delimited = match format.resolve(path)? {
+            Format::Jsonl => None,
+            Format::Tsv => Some((b'\t', false, ColumnIndex::new(header, columns, path)?)),
+            _ => Some((b',', true, ColumnIndex::new(header, columns, path)?)),
+        };
+        Ok(Self {
             path: path.to_path_buf(),
             columns: columns.clone(),
-            header,
+            delimited,
         })
+    }
+
+    /// The file the rows come from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Parses the bytes of row `line` (as spanned by [`RowReader::span`]).
+    pub fn parse(&self, line: usize, bytes: &[u8]) -> std::result::Result<RawRow, BadRow> {
+        let row = match &self.delimited {
+            None => std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    json_row(line, text.trim_end_matches(['\n', '\r']), &self.columns)
+                }),
+            Some((delimiter, quoting, index)) => {
+                let mut record = csv::StringRecord::new();
+                match csv_reader(*delimiter, *quoting, bytes).read_record(&mut record) {
+                    Ok(_) => index.row(line, &record),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        row.map_err(|message| self.bad(line, message))
     }
 
     fn bad(&self, line: usize, message: String) -> BadRow {
@@ -230,36 +288,82 @@ impl Iterator for RowReader {
     type Item = Result<RowResult>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let parser = &self.parser;
         let (line, row, fields) = match &mut self.inner {
-            RowSource::Json(lines, count) => loop {
+            RowSource::Json(lines, offset, count) => loop {
                 *count += 1;
-                let text = match lines.next()? {
-                    Ok(text) => text,
-                    Err(e) => return Some(Err(Error::io(&self.path, e))),
+                let mut bytes = Vec::new();
+                let read = match lines.read_until(b'\n', &mut bytes) {
+                    Ok(0) => return None,
+                    Ok(read) => read as u64,
+                    Err(e) => return Some(Err(Error::io(&parser.path, e))),
                 };
+                self.span = (*offset, read);
+                *offset += read;
+                let text = match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(e) => {
+                        let e = std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+                        return Some(Err(Error::io(&parser.path, e)));
+                    }
+                };
+                let text = text.trim_end_matches('\n').trim_end_matches('\r');
                 if text.trim().is_empty() {
                     continue;
                 }
-                let fields = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let fields = serde_json::from_str(text).unwrap_or(Value::Null);
                 break (
                     *count,
-                    json_row(*count, &text, &self.columns),
+                    json_row(*count, text, &parser.columns),
                     RowFields::Json(fields),
                 );
             },
-            RowSource::Delimited(records, index, count) => {
+            RowSource::Delimited(records, base, count) => {
                 *count += 1;
-                match records.next()? {
+                let Some((_, _, index)) = &parser.delimited else {
+                    return None;
+                };
+                let record = records.next()?;
+                let end = records.reader().position().byte() + *base;
+                match record {
                     Ok(record) => {
-                        let cells = record.iter().map(str::to_string).collect();
+                        let start = record.position().map_or(end, |p| p.byte() + *base);
+                        self.span = (start, end - start);
+                        let cells = record.iter().map(cell).collect();
                         (*count, index.row(*count, &record), RowFields::Cells(cells))
                     }
                     Err(e) => (*count, Err(e.to_string()), RowFields::Cells(Vec::new())),
                 }
             }
         };
-        Some(Ok((row.map_err(|message| self.bad(line, message)), fields)))
+        Some(Ok((
+            row.map_err(|message| parser.bad(line, message)),
+            fields,
+        )))
     }
+}
+
+/// Calls `each` with every row of a labelled file (or why it is bad: ragged, missing field,
+/// empty text) and where it lies in the file ([`RowReader::span`]); returns the reader.
+pub fn for_each_row(
+    path: &Path,
+    format: Format,
+    columns: &Columns,
+    mut each: impl FnMut(std::result::Result<RawRow, BadRow>, (u64, u64)) -> Result<()>,
+) -> Result<RowReader> {
+    let mut reader = RowReader::open(path, format, columns)?;
+    while let Some(item) = reader.next() {
+        let row = match item?.0 {
+            Ok(row) if row.text.trim().is_empty() => Err(BadRow {
+                file: path.to_path_buf(),
+                line: row.line,
+                message: format!("empty text in column '{}'", columns.text),
+            }),
+            other => other,
+        };
+        each(row, reader.span())?;
+    }
+    Ok(reader)
 }
 
 /// Reads every row of a labelled file. Bad rows (ragged, missing field, empty text) are
@@ -270,21 +374,28 @@ pub fn read_rows(
     columns: &Columns,
 ) -> Result<(Vec<RawRow>, Vec<BadRow>)> {
     let (mut rows, mut bad) = (Vec::new(), Vec::new());
-    for item in RowReader::open(path, format, columns)? {
-        match item?.0 {
-            Ok(row) if row.text.trim().is_empty() => bad.push(BadRow {
-                file: path.to_path_buf(),
-                line: row.line,
-                message: format!("empty text in column '{}'", columns.text),
-            }),
+    for_each_row(path, format, columns, |row, _| {
+        match row {
             Ok(row) => rows.push(row),
             Err(b) => bad.push(b),
         }
-    }
+        Ok(())
+    })?;
     Ok((rows, bad))
 }
 
+/// The error for bad rows found without `--skip-bad-rows`: the first, and how many in all.
+pub fn bad_rows_error(first: &BadRow, count: usize) -> Error {
+    let more = if count > 1 {
+        format!(" ({count} bad rows in all; --skip-bad-rows skips them)")
+    } else {
+        " (--skip-bad-rows skips such rows)".into()
+    };
+    Error::Input(format!("{first}{more}"))
+}
+
 /// Column positions resolved against the header (or parsed as indices).
+#[derive(Clone, Debug)]
 struct ColumnIndex {
     width: Option<usize>,
     text: usize,
@@ -330,7 +441,7 @@ impl ColumnIndex {
         let field = |i: usize| {
             record
                 .get(i)
-                .map(str::to_string)
+                .map(cell)
                 .ok_or_else(|| format!("no field {i} (the row has {})", record.len()))
         };
         Ok(RawRow {
@@ -397,20 +508,17 @@ pub fn read_checked(
     if let Some(first) = bad.first()
         && !skip_bad_rows
     {
-        let more = if bad.len() > 1 {
-            format!(
-                " ({} bad rows in all; --skip-bad-rows skips them)",
-                bad.len()
-            )
-        } else {
-            " (--skip-bad-rows skips such rows)".into()
-        };
-        return Err(Error::Input(format!("{first}{more}")));
+        return Err(bad_rows_error(first, bad.len()));
     }
     if rows.is_empty() {
-        return Err(Error::Input(format!("{}: no data rows", path.display())));
+        return Err(no_rows_error(path));
     }
     Ok((rows, bad.len()))
+}
+
+/// The error for a file without a single good row.
+pub fn no_rows_error(path: &Path) -> Error {
+    Error::Input(format!("{}: no data rows", path.display()))
 }
 
 #[cfg(test)]

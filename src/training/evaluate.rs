@@ -7,24 +7,23 @@ use burn::tensor::Device;
 
 use super::metric::Predictions;
 use super::step::Trainee;
-use crate::data::{BatchedDataset, LabelSpace, Padding, TrainBatcher, TrainItem, sorted_batches};
+use crate::data::{EvalBatches, Examples, LabelSpace, Padding, TrainBatcher};
 use crate::error::{Error, Result};
 use crate::metrics::MetricValues;
 use burn::data::dataset::Dataset;
 
-/// Mean loss (weighted by batch size) and all metrics of `space.task` over `items`, with the
-/// predictions (for per-class tables and confusion matrices).
+/// Mean loss (weighted by batch size) and all metrics of `space.task` over `examples`, with
+/// the predictions (for per-class tables and confusion matrices).
 pub fn evaluate(
     trainee: &Trainee,
-    items: Arc<Vec<TrainItem>>,
+    examples: Arc<dyn Examples>,
     space: &LabelSpace,
     batch_size: usize,
     padding: Padding,
     threshold: f64,
     device: &Device,
 ) -> Result<(MetricValues, Predictions)> {
-    let lengths: Vec<usize> = items.iter().map(|i| i.encoded.input_ids.len()).collect();
-    let dataset = BatchedDataset::new(items.clone(), sorted_batches(&lengths, batch_size));
+    let dataset = EvalBatches::new(examples, batch_size);
     let batcher = TrainBatcher {
         padding,
         num_labels: space.names.len(),
@@ -35,6 +34,9 @@ pub fn evaluate(
         let group = dataset
             .get(index)
             .map_err(|e| Error::Input(format!("evaluation batch {index}: {e}")))?;
+        if group.is_empty() {
+            continue;
+        }
         let n = group.len();
         let output = trainee.forward(batcher.batch(vec![group], device));
         let loss = output

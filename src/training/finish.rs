@@ -10,7 +10,7 @@ use burn::train::checkpoint::Checkpointer;
 use super::launch::Trained;
 use super::{AtomicCheckpointer, RunSummary, TrainPlan, best_epoch, evaluate, read_history};
 use crate::checkpoint::{PeftAdapter, save_peft_adapter, save_pretrained};
-use crate::data::TrainItem;
+use crate::data::Examples;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::metrics::MetricValues;
@@ -46,10 +46,10 @@ pub(super) fn finish(plan: &TrainPlan, trained: Trained, started: Instant) -> Re
             }
         })?;
     let trainee = trained.trainee.load_record(record).valid();
-    let evaluate_on = |items: std::sync::Arc<Vec<TrainItem>>| {
+    let evaluate_on = |examples: std::sync::Arc<dyn Examples>| {
         evaluate(
             &trainee,
-            items,
+            examples,
             &plan.data.space,
             config.batch_size,
             plan.data.tokenizer.padding(),

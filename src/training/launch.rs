@@ -13,7 +13,7 @@ use super::{
     AtomicCheckpointer, Display, History, JsonlLogger, PlainRenderer, SplitMetric, Stopped,
     TrainPlan, Trainee, WarmupDecay, adamw, display_name, task_metric_keys,
 };
-use crate::data::{BatchedDataset, TrainBatcher, sorted_batches};
+use crate::data::{EvalBatches, TrainBatcher};
 use crate::error::{Error, Result};
 use crate::metrics::higher_is_better;
 use crate::model::{ProblemType, SequenceClassifier};
@@ -43,20 +43,11 @@ pub(super) fn launch(
         padding: plan.data.tokenizer.padding(),
         num_labels: plan.data.space.names.len(),
     };
-    let valid_lengths: Vec<usize> = plan
-        .data
-        .valid
-        .iter()
-        .map(|i| i.encoded.input_ids.len())
-        .collect();
     let loader_valid = DataLoaderBuilder::new(batcher)
         .batch_size(1)
         .num_workers(1)
         .set_device(train_device)
-        .build(BatchedDataset::new(
-            plan.data.valid.clone(),
-            sorted_batches(&valid_lengths, config.batch_size),
-        ));
+        .build(EvalBatches::new(plan.data.valid.clone(), config.batch_size));
     let schedule = WarmupDecay::new(
         config.scheduler,
         config.lr,

@@ -12,112 +12,118 @@ use super::{LoraSummary, LossScaler, Stopper, TrainPlan, apply_lora, default_lor
 use crate::checkpoint::{LoadedClassifier, load_classifier, resolve_model};
 use crate::config::{MixedPrecision, TrainConfig};
 use crate::data::{
-    Columns, LabelSpace, RawRow, StreamLayout, TextTokenizer, TrainBatcher, TrainItem, TrainStream,
-    infer_task, parse_task, read_checked, stratified_split, train_items,
+    Columns, Examples, FileIndex, IndexProgress, LabelSpace, LazyExamples, RowSet, StreamLayout,
+    TextTokenizer, TrainBatcher, TrainStream, infer_task, parse_task,
 };
 use crate::error::{Error, Result};
 use crate::model::{Compute, ModelConfig, ProblemType};
 
-/// Tokenized splits and the label space of a run.
+/// The splits and the label space of a run. Examples are read and tokenized when a batch
+/// needs them (an on-disk row index of each file keeps memory bounded).
 pub struct PreparedData {
     /// The task and label names.
     pub space: LabelSpace,
     /// The model's tokenizer, truncating to `max_len`.
     pub tokenizer: TextTokenizer,
     /// Training examples.
-    pub train: Arc<Vec<TrainItem>>,
+    pub train: Arc<dyn Examples>,
+    /// Training examples per class (single-label; one count otherwise).
+    pub train_counts: Vec<usize>,
     /// Validation examples (the validation file, or held out of the training data).
-    pub valid: Arc<Vec<TrainItem>>,
+    pub valid: Arc<dyn Examples>,
     /// Test examples, when there is a test file.
-    pub test: Option<Arc<Vec<TrainItem>>>,
+    pub test: Option<Arc<dyn Examples>>,
     /// Bad rows skipped with `--skip-bad-rows`, over all files.
     pub skipped: usize,
+    /// Files indexed by this run, and files whose cached index was reused.
+    pub indexed: (usize, usize),
 }
 
-/// Reads, labels, splits and tokenizes the data of `config`.
-pub fn prepare_data(config: &TrainConfig, model_dir: &Path, pad_id: u32) -> Result<PreparedData> {
+/// Indexes, labels and splits the data of `config`; `progress` follows each indexing pass.
+pub fn prepare_data(
+    config: &TrainConfig,
+    model_dir: &Path,
+    pad_id: u32,
+    progress: IndexProgress,
+) -> Result<PreparedData> {
     let columns = Columns {
         text: config.text_column.clone(),
         text_pair: config.text_pair_column.clone(),
         label: Some(config.label_column.clone()),
         no_header: config.no_header,
     };
+    let (mut skipped, mut indexed) = (0, (0, 0));
+    let mut open = |path: &Path| -> Result<FileIndex> {
+        let index = FileIndex::open(path, config.format, &columns, progress)?;
+        index.check_rows(config.skip_bad_rows)?;
+        skipped += index.bad_rows;
+        if index.reused {
+            indexed.1 += 1;
+        } else {
+            indexed.0 += 1;
+        }
+        Ok(index)
+    };
     let train_path = config.train.clone().unwrap_or_default();
-    let read = |path: &Path| read_checked(path, config.format, &columns, config.skip_bad_rows);
-    let (train_rows, mut skipped) = read(&train_path)?;
-    let task = parse_task(&config.task)?.unwrap_or_else(|| infer_task(&train_rows));
+    let train = open(&train_path)?;
+    let task = parse_task(&config.task)?.unwrap_or_else(|| infer_task(&train.stats));
     let space = LabelSpace::from_training(
-        &train_rows,
+        &train.stats,
         task,
         config.labels.clone(),
         &config.label_delimiter,
     )?;
-    let train_targets = space.targets(&train_rows, &train_path)?;
-    let tokenizer = TextTokenizer::from_dir(model_dir, config.max_len, pad_id)?
-        .with_pad_multiple(config.pad_to_multiple_of.unwrap_or(1))?;
-    let items = |rows: &[RawRow], targets| train_items(&tokenizer, rows, targets);
-    // Rows are picked (split, max_*_samples) before tokenizing, so a sample of a large file
-    // tokenizes only what it uses.
-    let pick = |idx: &[usize]| -> (Vec<RawRow>, Vec<crate::data::Target>) {
-        idx.iter()
-            .map(|&i| (train_rows[i].clone(), train_targets[i].clone()))
-            .unzip()
-    };
-    let limit = |mut idx: Vec<usize>, max: Option<usize>| {
-        if let Some(n) = max {
-            idx.truncate(n);
-        }
-        idx
-    };
-    let (train, valid) = match &config.valid {
+    space.check(&train.stats, &train_path)?;
+    let (train_rows, valid_rows) = match &config.valid {
         Some(path) => {
-            let (mut rows, bad) = read(path)?;
-            skipped += bad;
-            if let Some(n) = config.max_eval_samples {
-                rows.truncate(n);
-            }
-            let targets = space.targets(&rows, path)?;
-            let train_idx = limit((0..train_rows.len()).collect(), config.max_train_samples);
-            let (train_rows, train_targets) = pick(&train_idx);
-            (items(&train_rows, train_targets)?, items(&rows, targets)?)
+            let valid = open(path)?;
+            space.check(&valid.stats, path)?;
+            (train.rows.clone(), valid.rows)
         }
         None => {
-            let (train_idx, valid_idx) =
-                stratified_split(&train_targets, config.valid_ratio, config.seed);
-            if valid_idx.is_empty() {
+            let (train_rows, valid_rows) = (train.rows).stratified_split(
+                &space,
+                &train.stats,
+                config.valid_ratio,
+                config.seed,
+            )?;
+            if valid_rows.is_empty() {
                 return Err(Error::Input(
                     "no validation data: give --valid or a valid_ratio above 0".into(),
                 ));
             }
-            let (train_rows, train_targets) = pick(&limit(train_idx, config.max_train_samples));
-            let (valid_rows, valid_targets) = pick(&limit(valid_idx, config.max_eval_samples));
-            (
-                items(&train_rows, train_targets)?,
-                items(&valid_rows, valid_targets)?,
-            )
+            (train_rows, valid_rows)
         }
     };
+    let train_rows = train_rows.truncated(config.max_train_samples);
+    let valid_rows = valid_rows.truncated(config.max_eval_samples);
     let test = match &config.test {
         Some(path) => {
-            let (rows, bad) = read(path)?;
-            skipped += bad;
-            let targets = space.targets(&rows, path)?;
-            Some(Arc::new(items(&rows, targets)?))
+            let test = open(path)?;
+            space.check(&test.stats, path)?;
+            Some(test.rows)
         }
         None => None,
     };
+    let tokenizer = TextTokenizer::from_dir(model_dir, config.max_len, pad_id)?
+        .with_pad_multiple(config.pad_to_multiple_of.unwrap_or(1))?;
+    let examples = |rows: RowSet| -> Arc<dyn Examples> {
+        Arc::new(LazyExamples::new(rows, tokenizer.clone(), space.clone()))
+    };
     Ok(PreparedData {
+        train_counts: train_rows.class_counts(&space, &train.stats)?,
+        train: examples(train_rows),
+        valid: examples(valid_rows),
+        test: test.map(examples),
+        skipped,
+        indexed,
         space,
         tokenizer,
-        train: Arc::new(train),
-        valid: Arc::new(valid),
-        test,
-        skipped,
     })
 }
 
-/// Parses `class_weights` against the training targets: `balanced` or a comma list.
-pub fn class_weights(spec: &str, train: &[TrainItem], space: &LabelSpace) -> Result<Vec<f32>> {
+/// Parses `class_weights` against the training examples per class: `balanced` or a comma list.
+pub fn class_weights(spec: &str, counts: &[usize], space: &LabelSpace) -> Result<Vec<f32>> {
     if space.task != ProblemType::SingleLabel {
         return Err(Error::Input(
             "class_weights apply to single-label classification only".into(),
@@ -125,13 +131,7 @@ pub fn class_weights(spec: &str, train: &[TrainItem], space: &LabelSpace) -> Res
     }
     let n = space.names.len();
     if spec.trim() == "balanced" {
-        let mut counts = vec![0usize; n];
-        for item in train {
-            if let crate::data::Target::Class(c) = item.target {
-                counts[c] += 1;
-            }
-        }
-        let total = train.len() as f32;
+        let total = counts.iter().sum::<usize>() as f32;
         return Ok(counts
             .iter()
             .map(|&c| total / (n as f32 * c.max(1) as f32))
@@ -168,6 +168,16 @@ impl TrainPlan {
     /// Checks every option, reads and tokenizes the data and loads the model: everything that
     /// can fail on bad input fails here, before the run directory is touched.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Self> {
+        Self::with_progress(config, device, &|_, _| {})
+    }
+
+    /// [`Self::new`], calling `progress` with (bytes read, file size) while a data file is
+    /// indexed.
+    pub fn with_progress(
+        config: &TrainConfig,
+        device: &Device,
+        progress: IndexProgress,
+    ) -> Result<Self> {
         let (compute, scaler) = mixed_precision(config.mixed_precision, device)?;
         let mut notices = Vec::new();
         let (output, resume_from) = resolve_run(config)?;
@@ -180,7 +190,21 @@ impl TrainPlan {
                 config.max_len
             )));
         }
-        let data = prepare_data(config, &model_dir, base_config.pad_token_id as u32)?;
+        let data = prepare_data(
+            config,
+            &model_dir,
+            base_config.pad_token_id as u32,
+            progress,
+        )?;
+        if data.indexed.1 > 0 {
+            let cache = crate::data::cache_dir().unwrap_or_default().join("index");
+            notices.push(format!(
+                "row index: {} data files indexed, {} unchanged ones reused from {}",
+                data.indexed.0,
+                data.indexed.1,
+                cache.display()
+            ));
+        }
         if data.skipped > 0 {
             notices.push(format!("skipped {} bad rows", data.skipped));
         }
@@ -195,7 +219,7 @@ impl TrainPlan {
         let class_weights = config
             .class_weights
             .as_deref()
-            .map(|spec| class_weights(spec, &data.train, &data.space))
+            .map(|spec| class_weights(spec, &data.train_counts, &data.space))
             .transpose()?;
 
         let train_device = device.clone().autodiff();
@@ -234,6 +258,7 @@ impl TrainPlan {
             seed: config.seed,
             eval_steps: config.eval_steps,
             accum: config.grad_accum,
+            max_steps: config.max_steps,
         };
         let stream = TrainStream::new(data.train.clone(), layout, batcher, train_device);
         if let Some(evaluation) = resume_from {
