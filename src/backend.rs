@@ -250,6 +250,25 @@ pub fn select_device(
     Ok(selected)
 }
 
+/// The names of every device of `backend` that [`select_device`] takes: its GPUs, or the one
+/// CPU of a CPU backend.
+pub fn all_devices(backend: Option<BackendKind>) -> Result<Vec<String>> {
+    let gpus = match resolve_backend(backend)? {
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => Some(Device::enumerate(burn::tensor::DeviceType::Wgpu).len()),
+        #[cfg(feature = "tch")]
+        BackendKind::Tch => Some(Device::enumerate(burn::tensor::DeviceType::LibTorch).len()),
+        _ => None,
+    };
+    match gpus {
+        None => Ok(vec!["cpu".into()]),
+        Some(0) => Err(Error::Device(
+            "--devices all: the backend sees no GPU".into(),
+        )),
+        Some(n) => Ok((0..n).map(|i| format!("gpu:{i}")).collect()),
+    }
+}
+
 fn device_of(kind: BackendKind, spec: DeviceSpec, device: &str) -> Result<Device> {
     let unsupported = || {
         Error::Device(format!(

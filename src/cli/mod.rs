@@ -7,7 +7,7 @@ mod train;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::backend::{BackendKind, Precision, resolve_backend, select_device};
+use crate::backend::{BackendKind, Precision, all_devices, resolve_backend, select_device};
 use crate::checkpoint::resolve_model;
 use crate::data::{Columns, Format};
 use crate::error::{Error, Result};
@@ -133,6 +133,18 @@ impl DeviceArgs {
     /// The Burn device these options select.
     pub fn device(&self) -> Result<Device> {
         select_device(self.backend, &self.device, self.precision)
+    }
+
+    /// The devices `names` select (`all`: every device the backend lists).
+    pub fn devices(&self, names: &[String]) -> Result<Vec<Device>> {
+        let names = match names {
+            [all] if all == "all" => all_devices(self.backend)?,
+            names => names.to_vec(),
+        };
+        names
+            .iter()
+            .map(|name| select_device(self.backend, name, self.precision))
+            .collect()
     }
 
     /// The batch padding multiple: `configured`, else the selected backend's default.

@@ -25,6 +25,12 @@ pub struct TrainArgs {
     pub train: TrainConfig,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Train data parallel on several devices of the backend, the first holding the model:
+    /// `gpu:0,gpu:1`, `all` (every GPU the backend sees), or `cpu,cpu` (two handles on one CPU,
+    /// which shows the wiring but is no faster). Each optimizer step takes `batch_size` ×
+    /// `grad_accum` examples per device.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Option<Vec<String>>,
 }
 
 pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
@@ -38,10 +44,13 @@ pub fn run(args: TrainArgs, matches: &ArgMatches) -> Result<()> {
     };
     let mut config = TrainConfig::resolve(&args.train, matches, file.as_deref())?;
     config.pad_to_multiple_of = Some(args.device.pad_multiple(config.pad_to_multiple_of)?);
-    let device = args.device.device()?;
+    let devices = match &args.devices {
+        Some(names) => args.device.devices(names)?,
+        None => vec![args.device.device()?],
+    };
 
     let bar = indexing_bar();
-    let plan = TrainPlan::with_progress(&config, &device, &|done, total| {
+    let plan = TrainPlan::on_devices(&config, &devices, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });

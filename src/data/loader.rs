@@ -148,8 +148,8 @@ pub struct TrainBatch {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Sampling {
-    /// Shuffled, then sorted by length within groups of 50 batches, batches shuffled
-    /// (transformers' `LengthGroupedSampler`): least padding.
+    /// Shuffled, cut into megabatches of up to 50 batches, each sorted by length (longest
+    /// first) and served in turn (transformers' `LengthGroupedSampler`): least padding.
     GroupByLength,
     /// Shuffled each epoch.
     Random,

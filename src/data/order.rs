@@ -1,9 +1,10 @@
 //! Which examples form each training batch, one epoch at a time: the epoch's order is drawn
-//! when the stream enters it (4 bytes per example, nothing tokenized), and with length
-//! grouping a group of [`MEGA_BATCH`] batches is tokenized and sorted by length the first time
-//! one of its batches is served. The batches are those of transformers' `LengthGroupedSampler`
-//! (shuffle, sort by length within groups of 50 batches, shuffle the batches), drawn with the
-//! epoch's seed.
+//! when the stream enters it (4 bytes per example, nothing tokenized). With length grouping
+//! the batches are those of transformers' `LengthGroupedSampler`: a seeded shuffle, cut into
+//! megabatches of up to 50 batches, each sorted by length (longest first) and served in turn;
+//! a megabatch is tokenized once, when its first batch is served, and held until its last.
+//! (transformers also swaps the longest example into the first batch, which needs every
+//! length up front; burnbert does not.)
 
 use std::sync::{Arc, Mutex};
 
@@ -11,19 +12,29 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::loader::{Examples, MEGA_BATCH, Sampling};
+use super::loader::{Examples, Sampling, TrainItem};
 use crate::error::{Error, Result};
+
+/// Batches per megabatch: 50, or fewer so that there are at least 4 (transformers' rule).
+pub fn megabatch_batches(examples: usize, batch_size: usize) -> usize {
+    (examples / (batch_size.max(1) * 4)).clamp(1, 50)
+}
 
 /// One epoch's order.
 struct EpochOrder {
     epoch: usize,
-    /// Example indices in training order; with length grouping each group of
-    /// `MEGA_BATCH * batch_size` is sorted (longest first) once it is first used.
+    /// Example indices in training order (before sorting within megabatches).
     order: Vec<u32>,
-    /// Length grouping: the batches' ids in training order (id / `MEGA_BATCH` = its group).
-    batch_ids: Vec<u32>,
-    /// Length grouping: whether each group is sorted yet.
-    sorted: Vec<bool>,
+    /// Length grouping: the megabatch served now, its examples sorted longest first.
+    megabatch: Option<(usize, Vec<(usize, TrainItem)>)>,
+}
+
+/// A training batch: which examples, tokenized.
+pub struct Served {
+    /// The examples' indices.
+    pub indices: Vec<usize>,
+    /// The examples.
+    pub items: Vec<TrainItem>,
 }
 
 /// The batches of every epoch of a run; see the module docs.
@@ -53,18 +64,13 @@ impl BatchOrder {
         }
     }
 
-    /// The examples batches are drawn from.
-    pub fn examples(&self) -> &Arc<dyn Examples> {
-        &self.examples
-    }
-
     /// Batches per epoch.
     pub fn per_epoch(&self) -> usize {
         self.examples.len().div_ceil(self.batch_size)
     }
 
-    /// The example indices of batch `batch` of epoch `epoch`.
-    pub fn batch(&self, epoch: usize, batch: usize) -> Result<Vec<usize>> {
+    /// Batch `batch` of epoch `epoch`.
+    pub fn batch(&self, epoch: usize, batch: usize) -> Result<Served> {
         let mut current = self
             .current
             .lock()
@@ -75,56 +81,47 @@ impl BatchOrder {
         let Some(order) = current.as_mut() else {
             unreachable!("drawn above")
         };
-        let (start, len) = match self.sampling {
-            Sampling::GroupByLength => {
-                let id = order.batch_ids[batch] as usize;
-                let group = id / MEGA_BATCH;
-                let rows = self.batch_size * MEGA_BATCH;
-                let (lo, hi) = (group * rows, ((group + 1) * rows).min(order.order.len()));
-                if !order.sorted[group] {
-                    let chunk: Vec<usize> =
-                        order.order[lo..hi].iter().map(|&i| i as usize).collect();
-                    let lengths = self.examples.lengths(&chunk)?;
-                    let mut pairs: Vec<(u32, usize)> =
-                        order.order[lo..hi].iter().copied().zip(lengths).collect();
-                    pairs.sort_by_key(|&(_, len)| std::cmp::Reverse(len));
-                    for (slot, (i, _)) in order.order[lo..hi].iter_mut().zip(pairs) {
-                        *slot = i;
-                    }
-                    order.sorted[group] = true;
-                }
-                (lo + (id % MEGA_BATCH) * self.batch_size, hi)
-            }
-            _ => (batch * self.batch_size, order.order.len()),
+        let n = order.order.len();
+        let start = batch * self.batch_size;
+        let end = (start + self.batch_size).min(n);
+        if self.sampling != Sampling::GroupByLength {
+            let indices: Vec<usize> = order.order[start..end]
+                .iter()
+                .map(|&i| i as usize)
+                .collect();
+            let items = self.examples.fetch(&indices)?;
+            return Ok(Served { indices, items });
+        }
+        let per_mega = megabatch_batches(n, self.batch_size) * self.batch_size;
+        let mega = start / per_mega;
+        if order.megabatch.as_ref().is_none_or(|(m, _)| *m != mega) {
+            let (lo, hi) = (mega * per_mega, ((mega + 1) * per_mega).min(n));
+            let indices: Vec<usize> = order.order[lo..hi].iter().map(|&i| i as usize).collect();
+            let items = self.examples.fetch(&indices)?;
+            let mut sorted: Vec<(usize, TrainItem)> = indices.into_iter().zip(items).collect();
+            sorted.sort_by_key(|(_, item)| std::cmp::Reverse(item.encoded.input_ids.len()));
+            order.megabatch = Some((mega, sorted));
+        }
+        let Some((_, sorted)) = &order.megabatch else {
+            unreachable!("fetched above")
         };
-        let end = (start + self.batch_size).min(len);
-        Ok(order.order[start..end]
-            .iter()
-            .map(|&i| i as usize)
-            .collect())
+        let offset = mega * per_mega;
+        let (indices, items) = sorted[start - offset..end - offset].iter().cloned().unzip();
+        Ok(Served { indices, items })
     }
 
     /// Draws epoch `epoch`'s order.
     fn draw(&self, epoch: usize) -> EpochOrder {
-        let seed = self.seed.wrapping_add(epoch as u64);
-        let n = self.examples.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        let (mut batch_ids, mut sorted) = (Vec::new(), Vec::new());
-        match self.sampling {
-            Sampling::Sequential => {}
-            Sampling::Random => order.shuffle(&mut StdRng::seed_from_u64(seed)),
-            Sampling::GroupByLength => {
-                order.shuffle(&mut StdRng::seed_from_u64(seed));
-                batch_ids = (0..self.per_epoch() as u32).collect();
-                batch_ids.shuffle(&mut StdRng::seed_from_u64(seed));
-                sorted = vec![false; self.per_epoch().div_ceil(MEGA_BATCH)];
-            }
+        let mut order: Vec<u32> = (0..self.examples.len() as u32).collect();
+        if self.sampling != Sampling::Sequential {
+            order.shuffle(&mut StdRng::seed_from_u64(
+                self.seed.wrapping_add(epoch as u64),
+            ));
         }
         EpochOrder {
             epoch,
             order,
-            batch_ids,
-            sorted,
+            megabatch: None,
         }
     }
 }
@@ -150,7 +147,7 @@ mod tests {
 
     fn epoch(order: &BatchOrder, epoch: usize) -> Vec<Vec<usize>> {
         (0..order.per_epoch())
-            .map(|b| order.batch(epoch, b).unwrap())
+            .map(|b| order.batch(epoch, b).unwrap().indices)
             .collect()
     }
 
@@ -183,23 +180,28 @@ mod tests {
     }
 
     #[test]
-    fn grouped_batches_are_transformers_megabatches_in_shuffled_order() {
-        // The batches, drawn whole as transformers' LengthGroupedSampler does and then
-        // shuffled, are the ones served batch by batch.
+    fn grouped_batches_are_transformers_megabatches() {
+        // transformers' get_length_grouped_indices without its longest-first swap: shuffle,
+        // megabatches of min(n / (4 * batch), 50) batches, each sorted longest first.
         let lengths: Vec<usize> = (0..3300).map(|i| (i * 53) % 97 + 1).collect();
         let mut order: Vec<usize> = (0..lengths.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(5));
-        let mut expected: Vec<Vec<usize>> = order
-            .chunks(32 * MEGA_BATCH)
+        let expected: Vec<Vec<usize>> = order
+            .chunks(32 * 25)
             .flat_map(|group| {
                 let mut group = group.to_vec();
                 group.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
                 group.chunks(32).map(<[usize]>::to_vec).collect::<Vec<_>>()
             })
             .collect();
-        expected.shuffle(&mut StdRng::seed_from_u64(5));
+        assert_eq!(megabatch_batches(3300, 32), 25);
         let grouped = BatchOrder::new(examples(&lengths), 32, Sampling::GroupByLength, 5);
         assert_eq!(epoch(&grouped, 0), expected);
+        // Resuming mid-epoch serves the same batch as the uninterrupted run.
+        let resumed = BatchOrder::new(examples(&lengths), 32, Sampling::GroupByLength, 5);
+        assert_eq!(resumed.batch(0, 60).unwrap().indices, expected[60]);
+        assert_eq!(megabatch_batches(100_000, 32), 50);
+        assert_eq!(megabatch_batches(10, 32), 1);
     }
 
     #[test]

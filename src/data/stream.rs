@@ -29,6 +29,8 @@ pub struct StreamState {
     train_nanos: AtomicU64,
     /// (start, end) of each window served by this process.
     windows: Mutex<Vec<(usize, usize)>>,
+    /// Where the current window ends: its planned end, or the step where a stop ends it.
+    window_end: AtomicUsize,
     /// Positions (batches served) where an optimizer step ends, ascending: every `accum`
     /// batches within an epoch and at each epoch end (a shorter last group, as Trainer).
     groups: Vec<usize>,
@@ -46,7 +48,7 @@ impl StreamState {
 
     /// Optimizer steps taken so far: the accumulation groups the stream has served whole.
     pub fn steps(&self) -> usize {
-        self.steps_before(self.position())
+        self.steps_at(self.position())
     }
 
     /// Training examples served so far (in this process).
@@ -70,22 +72,22 @@ impl StreamState {
     pub fn within_window(&self, index: usize, done: usize) -> Option<(usize, usize)> {
         let windows = self.windows.lock().ok()?;
         let &(start, _) = windows.get(index)?;
-        Some((start + done, self.steps_before(start + done)))
+        Some((start + done, self.steps_at(start + done)))
     }
 
     /// Optimizer steps completed once `position` batches are served.
-    fn steps_before(&self, position: usize) -> usize {
+    pub fn steps_at(&self, position: usize) -> usize {
         self.groups.partition_point(|&end| end <= position)
     }
 
     /// Whether an optimizer step ends after `position` batches.
-    fn ends_step(&self, position: usize) -> bool {
+    pub fn ends_step(&self, position: usize) -> bool {
         self.groups.binary_search(&position).is_ok()
     }
 
     /// The loss scale of the batch at `position`: one over the batches of its accumulation group.
     fn loss_scale(&self, position: usize) -> f64 {
-        let group = self.steps_before(position);
+        let group = self.steps_at(position);
         let start = group.checked_sub(1).map_or(0, |g| self.groups[g]);
         let end = self.groups.get(group).copied().unwrap_or(position + 1);
         1.0 / (end - start).max(1) as f64
@@ -137,6 +139,12 @@ pub struct TrainStream {
     batcher: TrainBatcher,
     device: Device,
     state: Arc<StreamState>,
+    /// Devices the stream is dealt to, and which of them this copy serves: shard `i` of `n`
+    /// serves batches `i`, `i + n`, … of each window (one batch per device per round).
+    shards: usize,
+    shard: usize,
+    /// The shard [`DataLoader::slice`] hands out next.
+    next_shard: Arc<AtomicUsize>,
 }
 
 /// How a run's batches are laid out: see [`TrainStream::new`].
@@ -156,6 +164,8 @@ pub struct StreamLayout {
     pub accum: usize,
     /// Ends training after this many optimizer steps (epochs then only shape the order).
     pub max_steps: Option<usize>,
+    /// Devices training in parallel: each optimizer step takes `accum` batches per device.
+    pub devices: usize,
 }
 
 /// Where optimizer steps end: every `accum` batches within each epoch, and at each epoch end
@@ -196,7 +206,7 @@ impl TrainStream {
     ) -> Self {
         let order = BatchOrder::new(examples, layout.batch_size, layout.sampling, layout.seed);
         let per_epoch = order.per_epoch();
-        let accum = layout.accum.max(1);
+        let accum = layout.accum.max(1) * layout.devices.max(1);
         let mut epochs = layout.epochs;
         if let Some(steps) = layout.max_steps {
             epochs = (steps * accum).div_ceil(per_epoch.max(1)).max(1);
@@ -215,6 +225,9 @@ impl TrainStream {
             seed: layout.seed,
             batcher,
             device,
+            shards: layout.devices.max(1),
+            shard: 0,
+            next_shard: Arc::new(AtomicUsize::new(0)),
             state: Arc::new(StreamState {
                 per_epoch,
                 total_steps: groups.len(),
@@ -249,12 +262,15 @@ impl TrainStream {
     }
 }
 
-/// One window of the stream.
+/// One window of the stream, as one shard serves it.
 struct Window<'a> {
     stream: &'a TrainStream,
     start: usize,
     end: usize,
-    position: usize,
+    /// Where the next round (one batch per shard) starts.
+    round: usize,
+    /// Batches this shard served in the window.
+    served: usize,
     /// When Burn asked for the window's first batch.
     started: Option<Instant>,
 }
@@ -265,10 +281,22 @@ impl Iterator for Window<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         let stream = self.stream;
         let state = &stream.state;
-        let at_step = self.position > self.start && state.ends_step(self.position);
-        if self.position >= self.end || (at_step && state.stop_requested()) {
+        // The first shard is asked first in every round: it decides where a stop ends the
+        // window (at an optimizer step), and the others follow in the same round.
+        if stream.shard == 0
+            && self.round > self.start
+            && state.ends_step(self.round)
+            && state.stop_requested()
+        {
+            state.window_end.fetch_min(self.round, Ordering::SeqCst);
+        }
+        let end = self.end.min(state.window_end.load(Ordering::SeqCst));
+        let position = self.round + stream.shard;
+        if self.round >= end || position >= end {
             // Burn asks once more after the window's last step has run.
-            if let Some(started) = self.started.take() {
+            if let Some(started) = self.started.take()
+                && stream.shard == 0
+            {
                 let nanos = started.elapsed().as_nanos() as u64;
                 stream.state.train_nanos.fetch_add(nanos, Ordering::SeqCst);
             }
@@ -276,21 +304,22 @@ impl Iterator for Window<'_> {
         }
         self.started.get_or_insert_with(Instant::now);
         let per_epoch = state.per_epoch.max(1);
-        let (epoch, index) = (self.position / per_epoch, self.position % per_epoch);
-        let fetched = (stream.order.batch(epoch, index))
-            .and_then(|indices| stream.order.examples().fetch(&indices));
-        let group = match fetched {
-            Ok(group) => group,
+        let group = match stream
+            .order
+            .batch(position / per_epoch, position % per_epoch)
+        {
+            Ok(served) => served.items,
             Err(e) => {
-                state.fail(format!("reading training batch {}: {e}", self.position));
+                state.fail(format!("reading training batch {position}: {e}"));
                 return None;
             }
         };
         let examples = group.len();
         let mut batch = stream.batcher.batch(vec![group], &stream.device);
-        batch.loss_scale = state.loss_scale(self.position);
-        self.position += 1;
-        state.position.store(self.position, Ordering::SeqCst);
+        batch.loss_scale = state.loss_scale(position);
+        self.round += stream.shards;
+        self.served += 1;
+        state.position.fetch_max(position + 1, Ordering::SeqCst);
         state.examples.fetch_add(examples, Ordering::SeqCst);
         Some(Ok(batch))
     }
@@ -298,9 +327,12 @@ impl Iterator for Window<'_> {
 
 impl DataLoaderIterator<TrainBatch> for Window<'_> {
     fn progress(&self) -> Progress {
+        let (shards, shard) = (self.stream.shards, self.stream.shard);
         Progress {
-            items_processed: self.position - self.start,
-            items_total: self.end - self.start,
+            items_processed: self.served,
+            items_total: (self.end - self.start)
+                .saturating_sub(shard)
+                .div_ceil(shards),
             unit: Some("batches".into()),
         }
     }
@@ -316,14 +348,18 @@ impl DataLoader<TrainBatch> for TrainStream {
         let window = self.ends.iter().filter(|&&e| e <= start).count() as u64;
         self.device
             .seed(self.seed.wrapping_mul(1_000_003).wrapping_add(window));
-        if let Ok(mut windows) = self.state.windows.lock() {
-            windows.push((start, end));
+        if self.shard == 0 {
+            self.state.window_end.store(end, Ordering::SeqCst);
+            if let Ok(mut windows) = self.state.windows.lock() {
+                windows.push((start, end));
+            }
         }
         Box::new(Window {
             stream: self,
             start,
             end,
-            position: start,
+            round: start,
+            served: 0,
             started: None,
         })
     }
@@ -341,9 +377,15 @@ impl DataLoader<TrainBatch> for TrainStream {
         })
     }
 
-    /// The stream is served whole (single-device training); slicing returns it unchanged.
+    /// The next shard: Burn's multi-device training slices the stream once per device, in
+    /// device order, and each device is dealt every `devices`-th batch of each window (the
+    /// range it asks for is ignored: windows change size, shards do not).
     fn slice(&self, _start: usize, _end: usize) -> Arc<dyn DataLoader<TrainBatch>> {
-        Arc::new(self.clone())
+        let shard = self.next_shard.fetch_add(1, Ordering::SeqCst) % self.shards;
+        Arc::new(Self {
+            shard,
+            ..self.clone()
+        })
     }
 }
 
@@ -353,6 +395,23 @@ mod tests {
     use crate::data::{Encoded, Target, TrainItem};
 
     fn stream(n: usize, epochs: usize, eval_steps: Option<usize>, accum: usize) -> TrainStream {
+        stream_with(n, layout(epochs, eval_steps, accum))
+    }
+
+    fn layout(epochs: usize, eval_steps: Option<usize>, accum: usize) -> StreamLayout {
+        StreamLayout {
+            batch_size: 4,
+            epochs,
+            sampling: Sampling::GroupByLength,
+            seed: 7,
+            eval_steps,
+            accum,
+            max_steps: None,
+            devices: 1,
+        }
+    }
+
+    fn stream_with(n: usize, layout: StreamLayout) -> TrainStream {
         let items = (0..n)
             .map(|i| TrainItem {
                 encoded: Encoded {
@@ -362,23 +421,11 @@ mod tests {
                 target: Target::Class(i % 2),
             })
             .collect::<Vec<TrainItem>>();
-        TrainStream::new(
-            Arc::new(items),
-            StreamLayout {
-                batch_size: 4,
-                epochs,
-                sampling: Sampling::GroupByLength,
-                seed: 7,
-                eval_steps,
-                accum,
-                max_steps: None,
-            },
-            TrainBatcher {
-                padding: 0.into(),
-                num_labels: 2,
-            },
-            Device::default(),
-        )
+        let batcher = TrainBatcher {
+            padding: 0.into(),
+            num_labels: 2,
+        };
+        TrainStream::new(Arc::new(items), layout, batcher, Device::default())
     }
 
     fn drain(stream: &TrainStream) -> usize {
@@ -447,22 +494,12 @@ mod tests {
     #[test]
     fn max_steps_ends_training_mid_epoch_and_evaluates_there() {
         // 40 examples, batch 4: 10 batches an epoch; 7 steps of 2 batches end in epoch 2.
-        let mut s = stream(40, 1, Some(3), 2);
-        let layout = |max_steps| StreamLayout {
-            batch_size: 4,
-            epochs: 1,
-            sampling: Sampling::GroupByLength,
-            seed: 7,
-            eval_steps: Some(3),
-            accum: 2,
-            max_steps,
-        };
-        let batcher = s.batcher.clone();
-        s = TrainStream::new(
-            s.order.examples().clone(),
-            layout(Some(7)),
-            batcher,
-            Device::default(),
+        let s = stream_with(
+            40,
+            StreamLayout {
+                max_steps: Some(7),
+                ..layout(1, Some(3), 2)
+            },
         );
         assert_eq!(s.state().total_steps, 7);
         // Evaluations after steps 3 (position 6), the epoch end (10), step 6 (12), the end (14).
@@ -490,5 +527,64 @@ mod tests {
         assert_eq!(drain(&resumed), 7);
         assert_eq!(resumed.state().steps(), 1 + 3);
         assert_eq!(resumed.state().total_steps, 4);
+    }
+
+    #[test]
+    fn devices_are_dealt_alternate_batches_and_stop_together() {
+        // 40 examples, batch 4: 10 batches; 2 devices and 2 batches each per step: 3 steps
+        // (4 + 4 + 2 batches), every batch scaled by its group.
+        let s = stream_with(
+            40,
+            StreamLayout {
+                devices: 2,
+                ..layout(1, None, 2)
+            },
+        );
+        let state = s.state();
+        assert_eq!(state.total_steps, 3);
+        let single = stream(40, 1, None, 1);
+        let expected: Vec<TrainBatch> = {
+            let mut iter = single.iter();
+            std::iter::from_fn(|| iter.next())
+                .map(Result::unwrap)
+                .collect()
+        };
+        let ids = |b: &TrainBatch| b.inputs.input_ids.clone().into_data();
+        let (a, b) = (s.slice(0, 5), s.slice(5, 10));
+        let (mut ia, mut ib) = (a.iter(), b.iter());
+        for round in 0..5 {
+            let (x, y) = (ia.next().unwrap().unwrap(), ib.next().unwrap().unwrap());
+            assert_eq!(ids(&x), ids(&expected[2 * round]));
+            assert_eq!(ids(&y), ids(&expected[2 * round + 1]));
+            let scale = if round < 4 { 0.25 } else { 0.5 };
+            assert_eq!((x.loss_scale, y.loss_scale), (scale, scale));
+            if round == 2 {
+                // A stop asked within a step ends the window where the step ends, for both.
+                state.request_stop();
+            }
+            if round == 3 {
+                assert!(ia.next().is_none() && ib.next().is_none());
+                assert_eq!((state.position(), state.steps()), (8, 2));
+                // Resumed, the last step is served.
+                state.stop.store(false, Ordering::SeqCst);
+                (ia, ib) = (a.iter(), b.iter());
+            }
+        }
+        assert!(ia.next().is_none() && ib.next().is_none());
+        assert_eq!((state.position(), state.steps()), (10, 3));
+        // A stop at a step boundary ends the window before the next round.
+        let s = stream_with(
+            40,
+            StreamLayout {
+                devices: 2,
+                ..layout(1, None, 1)
+            },
+        );
+        let (a, b) = (s.slice(0, 5), s.slice(5, 10));
+        let (mut ia, mut ib) = (a.iter(), b.iter());
+        assert!(ia.next().is_some() && ib.next().is_some());
+        s.state().request_stop();
+        assert!(ia.next().is_none() && ib.next().is_none());
+        assert_eq!(s.state().steps(), 1);
     }
 }

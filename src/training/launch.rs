@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::train::checkpoint::{ComposedCheckpointingStrategy, KeepLastNCheckpoints};
 use burn::train::metric::{IterationSpeedMetric, LearningRateMetric, LossMetric};
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
 
 use super::best::{KeepBest, Patience};
 use super::{
@@ -113,6 +113,14 @@ pub(super) fn launch(
     };
     if let Some(evaluation) = plan.resume_from {
         training = training.checkpoint(evaluation);
+    }
+    if plan.devices.len() > 1 {
+        // Burn's data parallelism: one model copy per device, each on its shard of the
+        // stream; the gradients are summed on the main device, which takes the step. (Burn's
+        // `ddp` needs collective operations, which only its CUDA backend has.)
+        let devices = plan.devices.iter().map(|d| d.clone().autodiff()).collect();
+        let strategy = ExecutionStrategy::multi(devices, MultiDeviceOptim::OptimMainDevice);
+        training = training.with_training_strategy(strategy.into());
     }
 
     let learner = Learner::new(trainee, adamw(config), schedule);

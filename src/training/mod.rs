@@ -68,7 +68,10 @@ pub enum Display {
 /// A run checked and prepared by [`TrainPlan::new`], ready to [`TrainPlan::run`].
 pub struct TrainPlan {
     config: TrainConfig,
+    /// The main device: the model, validation and the optimizer live here.
     device: Device,
+    /// Every training device, the main one first (data parallel when there are several).
+    devices: Vec<Device>,
     output: PathBuf,
     /// The evaluation whose checkpoint a `--resume` continues from.
     resume_from: Option<usize>,

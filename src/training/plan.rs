@@ -168,16 +168,20 @@ impl TrainPlan {
     /// Checks every option, reads and tokenizes the data and loads the model: everything that
     /// can fail on bad input fails here, before the run directory is touched.
     pub fn new(config: &TrainConfig, device: &Device) -> Result<Self> {
-        Self::with_progress(config, device, &|_, _| {})
+        Self::on_devices(config, std::slice::from_ref(device), &|_, _| {})
     }
 
-    /// [`Self::new`], calling `progress` with (bytes read, file size) while a data file is
-    /// indexed.
-    pub fn with_progress(
+    /// [`Self::new`] training data parallel on `devices` (the first holds the model, runs
+    /// validation and the optimizer; each step takes `grad_accum` batches per device), calling
+    /// `progress` with (bytes read, file size) while a data file is indexed.
+    pub fn on_devices(
         config: &TrainConfig,
-        device: &Device,
+        devices: &[Device],
         progress: IndexProgress,
     ) -> Result<Self> {
+        let Some(device) = devices.first() else {
+            return Err(Error::Input("no training device".into()));
+        };
         let (compute, scaler) = mixed_precision(config.mixed_precision, device)?;
         let mut notices = Vec::new();
         let (output, resume_from) = resolve_run(config)?;
@@ -259,18 +263,16 @@ impl TrainPlan {
             eval_steps: config.eval_steps,
             accum: config.grad_accum,
             max_steps: config.max_steps,
+            devices: devices.len(),
         };
         let stream = TrainStream::new(data.train.clone(), layout, batcher, train_device);
         if let Some(evaluation) = resume_from {
-            stream.resume_at(stream_position(
-                &output,
-                evaluation,
-                stream.state().per_epoch,
-            )?);
+            stream.resume_at(stream_position(&output, evaluation, &stream.state())?);
         }
         Ok(Self {
             config: config.clone(),
             device: device.clone(),
+            devices: devices.to_vec(),
             output,
             resume_from,
             model_dir,
@@ -296,6 +298,13 @@ impl TrainPlan {
         }
         if let Some(weights) = &self.class_weights {
             lines.push(format!("class weights {weights:?}"));
+        }
+        if self.devices.len() > 1 {
+            lines.push(format!(
+                "data parallel on {} devices: {} examples per optimizer step",
+                self.devices.len(),
+                self.devices.len() * self.config.batch_size * self.config.grad_accum
+            ));
         }
         lines.push(format!(
             "{} train / {} valid examples, task {}, {} labels, {} optimizer steps ({} warmup), evaluations: {}, output {}",

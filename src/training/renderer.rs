@@ -148,8 +148,10 @@ impl TrainingProgressLogger for PlainRenderer {
     }
 
     fn update_split(&mut self, items_processed: usize) {
+        // With several devices every batch of a round reports the round's progress: one line.
+        let repeated = items_processed == self.done;
         self.done = items_processed;
-        let train = self.split.to_lowercase().contains("train");
+        let train = self.split.to_lowercase().contains("train") && !repeated;
         let window = self.windows.saturating_sub(1);
         if train
             && (items_processed.is_multiple_of(self.every)

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::checkpoints::complete_checkpoints;
 use super::logger::read_history;
 use crate::config::TrainConfig;
+use crate::data::StreamState;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 
@@ -53,16 +54,34 @@ pub(super) fn open_run_dir(
     Ok(lock)
 }
 
-/// Where the stream stood at `evaluation` of the run in `output`, in batches served.
-pub(super) fn stream_position(output: &Path, evaluation: usize, per_epoch: usize) -> Result<usize> {
+/// Where the stream stood at `evaluation` of the run in `output`, in batches served. The
+/// optimizer steps the resumed stream counts there must be those the run logged: a run
+/// resumed with another batch size, accumulation or device count is refused.
+pub(super) fn stream_position(
+    output: &Path,
+    evaluation: usize,
+    stream: &StreamState,
+) -> Result<usize> {
     let history = read_history(&output.join("metrics.jsonl"))?;
     let line = history.get("train").and_then(|h| h.get(&evaluation));
-    match line.and_then(|v| v.get("epoch")) {
-        Some(&epoch) => Ok((epoch * per_epoch as f64).round() as usize),
-        None => Err(Error::Input(format!(
+    let (Some(&epoch), step) = (
+        line.and_then(|v| v.get("epoch")),
+        line.and_then(|v| v.get("step")),
+    ) else {
+        return Err(Error::Input(format!(
             "--resume: {} has no training line for evaluation {evaluation}",
             output.join("metrics.jsonl").display()
-        ))),
+        )));
+    };
+    let position = (epoch * stream.per_epoch as f64).round() as usize;
+    let counted = stream.steps_at(position);
+    match step {
+        Some(&step) if step as usize != counted || !stream.ends_step(position) => {
+            Err(Error::Input(format!(
+                "--resume: evaluation {evaluation} was taken after step {step} (epoch {epoch:.2}), which is not where a step of this batch size, gradient accumulation and device count ends; resume with the run's settings"
+            )))
+        }
+        _ => Ok(position),
     }
 }
 
