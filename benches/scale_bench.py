@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Training on files larger than memory: for synthetic labelled TSV files of 10k, 100k, 1M and
-10M rows (SST-2 sentences, each made distinct), burnbert trains all-MiniLM-L6-v2 for a fixed
+10M rows (20-word windows of the SST-2 training text), burnbert trains all-MiniLM-L6-v2 for a fixed
 number of optimizer steps (--max-steps, batch 32, max_len 128) and this script prints, per file:
 
 - time to the first step: from the process start to the end of the first optimizer step (the
@@ -42,18 +42,26 @@ def cpu_model():
     return "unknown CPU"
 
 
-def generate(path, rows):
-    """`rows` labelled rows: SST-2 training sentences in turn, each with its row number
-    appended so no two rows are the same."""
+def generate(path, rows, words=20):
+    """`rows` labelled rows of `words` words each: windows of the SST-2 training text taken at
+    a stride, labelled with the label of the sentence each starts in. Every row has the same
+    number of words, so the batches (and the activations' memory) look alike whatever the
+    file's size, and the rows are distinct."""
     with open(os.path.join(SST2, "train.tsv"), encoding="utf-8") as f:
         next(f)
-        source = [line.rstrip("\n").split("\t") for line in f]
+        stream, labels = [], []
+        for line in f:
+            text, label = line.rstrip("\n").split("\t")
+            for word in text.split():
+                stream.append(word)
+                labels.append(label)
+    n = len(stream) - words
     with open(path, "w", encoding="utf-8") as out:
         out.write("sentence\tlabel\n")
         chunk = []
         for i in range(rows):
-            text, label = source[i % len(source)]
-            chunk.append(f"{text} {i}\t{label}\n")
+            start = (i * 7919) % n
+            chunk.append(" ".join(stream[start:start + words]) + "\t" + labels[start] + "\n")
             if len(chunk) == 100_000:
                 out.write("".join(chunk))
                 chunk = []
@@ -94,10 +102,16 @@ def main():
     parser.add_argument("--burnbert", default=os.path.join(ROOT, "target", "release", "burnbert"))
     parser.add_argument("--dir", default=None)
     parser.add_argument("--keep-files", action="store_true")
+    parser.add_argument("--generate", nargs=2, metavar=("PATH", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        generate(args.generate[0], int(args.generate[1]))
+        return
     work = args.dir or tempfile.mkdtemp(prefix="burnbert-scale-")
     os.makedirs(work, exist_ok=True)
+    # A fresh cache and fresh run directories per invocation: each file's first run is cold.
     cache = tempfile.mkdtemp(prefix="burnbert-cache-", dir=work)
+    runs = tempfile.mkdtemp(prefix="runs-", dir=work)
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; burnbert: {args.burnbert}; "
           f"{args.steps} optimizer steps of batch 32 per run")
     header = (f"{'rows':>10} {'file MB':>8} {'run':>7} {'first step s':>12} {'peak RSS MB':>11} "
@@ -106,10 +120,13 @@ def main():
     for rows in [int(r) for r in args.rows.split(",")]:
         path = os.path.join(work, f"train-{rows}.tsv")
         if not os.path.exists(path):
-            generate(path, rows)
+            # In a child process: this one stays small, and so does the RSS its children start
+            # with (wait4 counts the forked image before exec).
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--generate", path,
+                            str(rows)], check=True)
         size = os.path.getsize(path) / 1e6
         for kind in ["cold", "cached"]:
-            out = os.path.join(work, f"run-{rows}-{kind}")
+            out = os.path.join(runs, f"{rows}-{kind}")
             first, rss, rate, user, system, faults, code = run(
                 args.burnbert, path, args.steps, cache, out)
             first = f"{first:.1f}" if first is not None else "-"

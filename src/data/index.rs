@@ -309,6 +309,11 @@ pub struct RowSet {
 }
 
 impl RowSet {
+    /// The file the rows are in.
+    pub fn path(&self) -> &Path {
+        self.data.parser.path()
+    }
+
     /// Rows in the set.
     pub fn len(&self) -> usize {
         self.len
@@ -337,7 +342,7 @@ impl RowSet {
     pub fn row(&self, i: usize) -> Result<RawRow> {
         let entry = self.entry(i)?;
         let mut bytes = vec![0u8; entry.len as usize];
-        let path = &self.data.parser.path();
+        let path = self.path();
         read_at(&self.data.file, &mut bytes, entry.offset).map_err(|e| Error::io(path, e))?;
         self.data
             .parser

@@ -375,7 +375,8 @@ impl LabelSpace {
         Ok(())
     }
 
-    /// Rows per class among `stats`' labels (single-label), for stratifying and class weights.
+    /// The class of the label cell `key` of `stats` (single-label; 0 for other tasks), for
+    /// stratifying and counting classes.
     pub fn class_of(&self, stats: &LabelStats, key: u32) -> usize {
         match stats.cell(key).and_then(|c| self.target(c)) {
             Some(Target::Class(c)) => c,

@@ -1,5 +1,6 @@
-//! Burn data loading for training: tokenized examples, length-grouped batches, and the
-//! batcher that pads them and stacks the targets.
+//! Burn data loading for training: examples (in memory, or read through the row index and
+//! tokenized when fetched), evaluation batches, and the batcher that pads them and stacks the
+//! targets.
 
 use std::sync::{Arc, Mutex};
 
@@ -36,15 +37,6 @@ pub trait Examples: Send + Sync {
 
     /// The examples at `indices`, tokenized, in that order.
     fn fetch(&self, indices: &[usize]) -> Result<Vec<TrainItem>>;
-
-    /// Token counts of the examples at `indices` (for length grouping).
-    fn lengths(&self, indices: &[usize]) -> Result<Vec<usize>> {
-        Ok(self
-            .fetch(indices)?
-            .iter()
-            .map(|item| item.encoded.input_ids.len())
-            .collect())
-    }
 }
 
 impl Examples for Vec<TrainItem> {
@@ -54,13 +46,6 @@ impl Examples for Vec<TrainItem> {
 
     fn fetch(&self, indices: &[usize]) -> Result<Vec<TrainItem>> {
         Ok(indices.iter().map(|&i| self[i].clone()).collect())
-    }
-
-    fn lengths(&self, indices: &[usize]) -> Result<Vec<usize>> {
-        Ok(indices
-            .iter()
-            .map(|&i| self[i].encoded.input_ids.len())
-            .collect())
     }
 }
 
@@ -101,7 +86,8 @@ impl Examples for LazyExamples {
                     .and_then(|c| self.space.target(c))
                     .ok_or_else(|| {
                         Error::Input(format!(
-                            "line {}: the label changed since it was checked",
+                            "{}:{}: the label changed since the file was indexed",
+                            self.rows.path().display(),
                             row.line
                         ))
                     })
