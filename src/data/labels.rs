@@ -415,6 +415,15 @@ mod tests {
             .collect()
     }
 
+    /// The label space `from_training` makes of text labels.
+    fn space_of(
+        labels: &[&str],
+        task: ProblemType,
+        configured: Option<Vec<String>>,
+    ) -> Result<LabelSpace> {
+        LabelSpace::from_training(&LabelStats::from_rows(&text(labels)), task, configured, ",")
+    }
+
     fn text(labels: &[&str]) -> Vec<RawRow> {
         rows(
             &labels
@@ -483,21 +492,9 @@ mod tests {
 
     #[test]
     fn label_set_is_sorted_numerically_or_by_text() {
-        let space = LabelSpace::from_training(
-            &LabelStats::from_rows(&text(&["10", "2", "1", "2"])),
-            ProblemType::SingleLabel,
-            None,
-            ",",
-        )
-        .unwrap();
+        let space = space_of(&["10", "2", "1", "2"], ProblemType::SingleLabel, None).unwrap();
         assert_eq!(space.names, ["1", "2", "10"]);
-        let space = LabelSpace::from_training(
-            &LabelStats::from_rows(&text(&["pos", "neg"])),
-            ProblemType::SingleLabel,
-            None,
-            ",",
-        )
-        .unwrap();
+        let space = space_of(&["pos", "neg"], ProblemType::SingleLabel, None).unwrap();
         assert_eq!(space.names, ["neg", "pos"]);
         let data = text(&["pos", "neg", "pos"]);
         assert_eq!(
@@ -508,11 +505,10 @@ mod tests {
 
     #[test]
     fn configured_labels_fix_the_order() {
-        let space = LabelSpace::from_training(
-            &LabelStats::from_rows(&text(&["pos", "neg"])),
+        let space = space_of(
+            &["pos", "neg"],
             ProblemType::SingleLabel,
             Some(vec!["pos".into(), "neg".into()]),
-            ",",
         )
         .unwrap();
         assert_eq!(
@@ -523,13 +519,7 @@ mod tests {
 
     #[test]
     fn unknown_validation_labels_are_named_with_rows() {
-        let space = LabelSpace::from_training(
-            &LabelStats::from_rows(&text(&["pos", "neg"])),
-            ProblemType::SingleLabel,
-            None,
-            ",",
-        )
-        .unwrap();
+        let space = space_of(&["pos", "neg"], ProblemType::SingleLabel, None).unwrap();
         let err = space
             .targets(&text(&["pos", "meh", "meh"]), Path::new("dev.tsv"))
             .unwrap_err()
@@ -562,13 +552,7 @@ mod tests {
 
     #[test]
     fn regression_labels_must_be_numbers() {
-        let space = LabelSpace::from_training(
-            &LabelStats::from_rows(&text(&["1.5"])),
-            ProblemType::Regression,
-            None,
-            ",",
-        )
-        .unwrap();
+        let space = space_of(&["1.5"], ProblemType::Regression, None).unwrap();
         assert_eq!(space.names, ["LABEL_0"]);
         let err = space
             .targets(&text(&["2.5", "high"]), Path::new("s.tsv"))
