@@ -346,8 +346,9 @@ impl DataLoader<TrainBatch> for TrainStream {
         let start = self.state.position();
         let end = self.window_end(start);
         let window = self.ends.iter().filter(|&&e| e <= start).count() as u64;
-        self.device
-            .seed(self.seed.wrapping_mul(1_000_003).wrapping_add(window));
+        let seed = self.seed.wrapping_mul(1_000_003).wrapping_add(window);
+        self.device.seed(seed);
+        crate::model::seed_dropout(seed);
         if self.shard == 0 {
             self.state.window_end.store(end, Ordering::SeqCst);
             if let Ok(mut windows) = self.state.windows.lock() {

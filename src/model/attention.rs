@@ -4,6 +4,8 @@
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+
+use super::dropout::dropout;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
@@ -47,12 +49,12 @@ pub(crate) fn layer_norm(config: &ModelConfig, device: &Device) -> LayerNorm {
 /// `LayerNorm(dropout(dense(x)) + residual)`; `x` is `[batch, seq, d_in]`, the rest `[batch, seq, hidden]`.
 pub(crate) fn add_and_norm(
     (dense, compute): (&Linear, Compute),
-    dropout: &Dropout,
+    drop: &Dropout,
     layer_norm: &LayerNorm,
     x: Tensor<3>,
     residual: Tensor<3>,
 ) -> Tensor<3> {
-    layer_norm.forward(dropout.forward(compute.linear(dense, x)) + residual)
+    layer_norm.forward(dropout(drop, compute.linear(dense, x)) + residual)
 }
 
 /// Multi-head self-attention with separate `query`, `key`, `value` projections.
@@ -121,7 +123,7 @@ impl BertSelfAttention {
         }
         let scores = c.matmul(q, k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
         let scores = scores.mask_fill(pad_mask.reshape([batch, 1, 1, seq]), MASKED_SCORE);
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = dropout(&self.dropout, softmax(scores, 3));
         c.matmul(probs, v)
             .swap_dims(1, 2)
             .reshape([batch, seq, width])

@@ -3,6 +3,8 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
+
+use super::dropout::dropout;
 use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
@@ -68,12 +70,12 @@ impl ClassificationHead {
     pub fn forward(&self, hidden: Tensor<3>, pooled: Option<Tensor<2>>) -> Tensor<2> {
         let c = self.compute;
         let x = match (&self.pre_classifier, pooled) {
-            (None, Some(pooled)) => self.dropout.forward(pooled),
-            (None, None) => self.dropout.forward(first_token(hidden)),
+            (None, Some(pooled)) => dropout(&self.dropout, pooled),
+            (None, None) => dropout(&self.dropout, first_token(hidden)),
             (Some(dense), _) => match self.architecture {
                 Architecture::Roberta => {
-                    let x = self.dropout.forward(first_token(hidden));
-                    self.dropout.forward(tanh(c.linear(dense, x)))
+                    let x = dropout(&self.dropout, first_token(hidden));
+                    dropout(&self.dropout, tanh(c.linear(dense, x)))
                 }
                 _ => self
                     .dropout

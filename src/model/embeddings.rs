@@ -3,6 +3,8 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+
+use super::dropout::dropout;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::config::{Architecture, ModelConfig};
@@ -53,7 +55,7 @@ impl BertEmbeddings {
         if let Some(token_types) = &self.token_type_embeddings {
             x = x + token_types.forward(token_type_ids);
         }
-        self.dropout.forward(self.layer_norm.forward(x))
+        dropout(&self.dropout, self.layer_norm.forward(x))
     }
 
     /// `[batch, seq]` position ids: `0..seq` for BERT/DistilBERT; for RoBERTa
