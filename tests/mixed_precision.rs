@@ -31,6 +31,7 @@ fn logits(model: &SequenceClassifier, predictor: &Predictor) -> Vec<f32> {
 
 #[test]
 fn mixed_matmuls_round_like_their_type_and_parameters_stay_f32() {
+    let _turn = common::serial();
     let dir = common::minilm_classifier_dir();
     let (predictor, _) =
         Predictor::load(dir.path().to_str().unwrap(), Some(128), device()).unwrap();
@@ -119,6 +120,7 @@ fn f16_step_moves_weights(scaler: &LossScaler) -> bool {
 
 #[test]
 fn an_overflowing_f16_step_is_skipped_and_halves_the_scale() {
+    let _turn = common::serial();
     // A scale of 1e30 overflows f16 (max 65504) in the backward matmuls.
     let huge = LossScaler::with_scale(1e30);
     assert!(
@@ -151,12 +153,15 @@ fn sst2(mixed: MixedPrecision) -> (f64, serde_json::Value) {
 
 #[test]
 fn sst2_in_mixed_bf16_and_f16_reaches_the_accuracy_of_f32() {
+    let _turn = common::serial();
     let (f32_accuracy, _) = sst2(MixedPrecision::No);
     for mixed in [MixedPrecision::Bf16, MixedPrecision::F16] {
         let (accuracy, history) = sst2(mixed);
         eprintln!("{mixed:?}: dev accuracy {accuracy} (f32 {f32_accuracy})");
+        // Reaches f32's accuracy: at most 0.01 below it (a run may as well end above it;
+        // bf16 weights that do not learn end near 0.5).
         assert!(
-            (accuracy - f32_accuracy).abs() <= 0.01,
+            accuracy >= f32_accuracy - 0.01,
             "{mixed:?}: {accuracy} vs f32 {f32_accuracy}"
         );
         let train = history["train"].as_object().unwrap();

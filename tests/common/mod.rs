@@ -184,3 +184,12 @@ pub fn repo(path: &str) -> PathBuf {
 pub fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Training runs take turns: Burn's seeded RNG is per process, so runs in parallel threads
+/// would draw from it in an arbitrary interleaving and stop being reproducible.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the turn of one training run in this test process (see [`ONE_AT_A_TIME`]).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
