@@ -17,6 +17,13 @@ DIR is the all-MiniLM-L6-v2 model directory; without it the script downloads the
   with a byte-level BPE tokenizer trained here, and its reference.safetensors.
 - distilbert/: a tiny DistilBertForSequenceClassification saved as pytorch_model.bin, with a
   WordPiece tokenizer trained here, and its reference.safetensors.
+- xlm-roberta/, camembert/: tiny XLMRobertaForSequenceClassification and
+  CamembertForSequenceClassification (the RoBERTa modules under their own model_type) with a
+  SentencePiece-style Unigram tokenizer (Metaspace, `<s> A </s></s> B </s>`) trained here, and
+  their reference.safetensors.
+
+`--only NAME[,NAME]` writes only those fixtures (minilm, roberta, distilbert, xlm-roberta,
+camembert).
 """
 
 import argparse
@@ -38,8 +45,12 @@ from transformers import (
     DistilBertConfig,
     DistilBertForSequenceClassification,
     PreTrainedTokenizerFast,
+    CamembertConfig,
+    CamembertForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -200,6 +211,40 @@ def make_distilbert():
     reference(model, fast, 24, os.path.join(out, "reference.safetensors"))
 
 
+def make_sentencepiece_family(name, config_class, model_class, seed):
+    """A tiny `name` classifier (RoBERTa modules) with a Unigram tokenizer as XLM-R's and
+    CamemBERT's tokenizer.json are: NFKC, Metaspace, `<s> A </s></s> B </s>`."""
+    out = os.path.join(OUT, name)
+    os.makedirs(out, exist_ok=True)
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=500, special_tokens=special, unk_token="<unk>")
+    tok.train_from_iterator(sst2_sentences(), trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=32,
+    )
+    fast.save_pretrained(out)
+    torch.manual_seed(seed)
+    labels = {0: "neg", 1: "pos"}
+    config = config_class(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=34, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, hidden_act="gelu", num_labels=2, id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    model = model_class(config)
+    scale_up(model)
+    model.save_pretrained(out)
+    reference(model, fast, 24, os.path.join(out, "reference.safetensors"))
+
+
 def scale_up(model):
     """Random weights of std 0.02 give near-constant outputs; widen them so parity means something."""
     gen = torch.Generator().manual_seed(3)
@@ -214,13 +259,22 @@ def scale_up(model):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minilm", help="all-MiniLM-L6-v2 model directory")
+    parser.add_argument("--only", help="comma-separated fixtures to write (default: all)")
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "inputs.json"), "w", encoding="utf-8") as f:
         json.dump(INPUTS, f, ensure_ascii=False, indent=1)
-    make_minilm(minilm_dir(args.minilm))
-    make_roberta()
-    make_distilbert()
+    makers = {
+        "minilm": lambda: make_minilm(minilm_dir(args.minilm)),
+        "roberta": make_roberta,
+        "distilbert": make_distilbert,
+        "xlm-roberta": lambda: make_sentencepiece_family(
+            "xlm-roberta", XLMRobertaConfig, XLMRobertaForSequenceClassification, 13),
+        "camembert": lambda: make_sentencepiece_family(
+            "camembert", CamembertConfig, CamembertForSequenceClassification, 17),
+    }
+    for name in args.only.split(",") if args.only else makers:
+        makers[name]()
     print("fixtures written to", OUT)
 
 

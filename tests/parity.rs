@@ -106,6 +106,16 @@ fn roberta_matches_transformers() {
     check_parity(&dir, &dir.join("reference.safetensors"));
 }
 
+/// XLM-RoBERTa and CamemBERT: RoBERTa's modules under their own `model_type`, with a
+/// SentencePiece-style (Unigram, Metaspace) tokenizer.
+#[test]
+fn xlm_roberta_and_camembert_match_transformers() {
+    for name in ["xlm-roberta", "camembert"] {
+        let dir = fixtures().join(name);
+        check_parity(&dir, &dir.join("reference.safetensors"));
+    }
+}
+
 #[test]
 fn distilbert_from_pytorch_bin_matches_transformers() {
     let dir = fixtures().join("distilbert");

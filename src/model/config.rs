@@ -33,24 +33,40 @@ impl Architecture {
         }
     }
 
-    /// The `architectures` entry transformers uses for the sequence classifier.
-    pub fn classifier_class(self) -> &'static str {
-        match self {
-            Self::Bert => "BertForSequenceClassification",
-            Self::Roberta => "RobertaForSequenceClassification",
-            Self::DistilBert => "DistilBertForSequenceClassification",
-        }
-    }
-
     fn from_model_type(model_type: &str) -> Option<Self> {
-        match model_type {
-            "bert" => Some(Self::Bert),
-            "roberta" => Some(Self::Roberta),
-            "distilbert" => Some(Self::DistilBert),
-            _ => None,
-        }
+        MODEL_TYPES
+            .iter()
+            .find(|(name, ..)| *name == model_type)
+            .map(|&(_, architecture, _)| architecture)
     }
 }
+
+/// Every supported `model_type`: the modules it is built from, and the `architectures` entry
+/// transformers writes for its sequence classifier. XLM-RoBERTa and CamemBERT are RoBERTa's
+/// modules and weight names under their own types (and tokenizers).
+const MODEL_TYPES: [(&str, Architecture, &str); 5] = [
+    ("bert", Architecture::Bert, "BertForSequenceClassification"),
+    (
+        "roberta",
+        Architecture::Roberta,
+        "RobertaForSequenceClassification",
+    ),
+    (
+        "xlm-roberta",
+        Architecture::Roberta,
+        "XLMRobertaForSequenceClassification",
+    ),
+    (
+        "camembert",
+        Architecture::Roberta,
+        "CamembertForSequenceClassification",
+    ),
+    (
+        "distilbert",
+        Architecture::DistilBert,
+        "DistilBertForSequenceClassification",
+    ),
+];
 
 /// The feed-forward activation (`hidden_act` / `activation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,8 +232,10 @@ impl ModelConfig {
             .ok_or_else(|| unsupported("no `model_type` field".into()))?
             .to_string();
         let architecture = Architecture::from_model_type(&model_type).ok_or_else(|| {
+            let names: Vec<&str> = MODEL_TYPES.iter().map(|(name, ..)| *name).collect();
             unsupported(format!(
-                "unsupported model_type '{model_type}' (supported: bert, roberta, distilbert)"
+                "unsupported model_type '{model_type}' (supported: {})",
+                names.join(", ")
             ))
         })?;
         let cfg: RawConfig =
@@ -306,6 +324,15 @@ impl ModelConfig {
         })
     }
 
+    /// The `architectures` entry transformers writes for this model type's sequence classifier.
+    pub fn classifier_class(&self) -> &'static str {
+        let model_type = self.raw.get("model_type").and_then(Value::as_str);
+        MODEL_TYPES
+            .iter()
+            .find(|(name, ..)| Some(*name) == model_type)
+            .map_or("BertForSequenceClassification", |&(.., class)| class)
+    }
+
     /// The `config.json` to write next to a saved model: the original fields, with the
     /// labels, problem type and architecture of this classifier.
     pub fn to_json(&self) -> Value {
@@ -330,7 +357,7 @@ impl ModelConfig {
         out.remove("num_labels");
         out.insert(
             "architectures".into(),
-            Value::Array(vec![self.architecture.classifier_class().into()]),
+            Value::Array(vec![self.classifier_class().into()]),
         );
         if let Some(problem) = self.problem_type {
             out.insert("problem_type".into(), problem.as_str().into());
