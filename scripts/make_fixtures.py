@@ -17,13 +17,19 @@ DIR is the all-MiniLM-L6-v2 model directory; without it the script downloads the
   with a byte-level BPE tokenizer trained here, and its reference.safetensors.
 - distilbert/: a tiny DistilBertForSequenceClassification saved as pytorch_model.bin, with a
   WordPiece tokenizer trained here, and its reference.safetensors.
+- electra/: a tiny ElectraForSequenceClassification with embedding_size (16) ≠ hidden_size (32),
+  so `embeddings_project` is used, a WordPiece tokenizer trained here, and its
+  reference.safetensors.
+- albert/: a tiny AlbertForSequenceClassification, 4 layers sharing 2 groups, embedding_size 16,
+  with a SentencePiece-style Unigram tokenizer (`[CLS] A [SEP] B [SEP]`, token types), and its
+  reference.safetensors.
 - xlm-roberta/, camembert/: tiny XLMRobertaForSequenceClassification and
   CamembertForSequenceClassification (the RoBERTa modules under their own model_type) with a
   SentencePiece-style Unigram tokenizer (Metaspace, `<s> A </s></s> B </s>`) trained here, and
   their reference.safetensors.
 
 `--only NAME[,NAME]` writes only those fixtures (minilm, roberta, distilbert, xlm-roberta,
-camembert).
+camembert, electra, albert).
 """
 
 import argparse
@@ -39,11 +45,15 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
     AutoTokenizer,
     BertForSequenceClassification,
     BertModel,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
     PreTrainedTokenizerFast,
     CamembertConfig,
     CamembertForSequenceClassification,
@@ -134,7 +144,7 @@ def make_minilm(src):
     os.makedirs(out, exist_ok=True)
     labels = {0: "negative", 1: "neutral", 2: "positive"}
     model = BertForSequenceClassification.from_pretrained(
-        src, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}
+        src, **label_kwargs(labels)
     )
     gen = torch.Generator().manual_seed(42)
     with torch.no_grad():
@@ -174,18 +184,14 @@ def make_roberta():
     config = RobertaConfig(
         vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, max_position_embeddings=34, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, hidden_act="gelu_new", num_labels=3, id2label=labels,
-        label2id={v: k for k, v in labels.items()},
+        eos_token_id=2, hidden_act="gelu_new", **label_kwargs(labels),
     )
-    model = RobertaForSequenceClassification(config)
-    scale_up(model)
-    model.save_pretrained(out)
-    reference(model, fast, 24, os.path.join(out, "reference.safetensors"))
+    save_with_reference(RobertaForSequenceClassification(config), fast, out)
 
 
-def make_distilbert():
-    out = os.path.join(OUT, "distilbert")
-    os.makedirs(out, exist_ok=True)
+def wordpiece_tokenizer(out, inputs=None):
+    """A lower-casing BERT WordPiece tokenizer trained on SST-2, saved into `out`; `inputs` are
+    the model inputs it returns (default transformers'; ELECTRA's include token_type_ids)."""
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -195,9 +201,74 @@ def make_distilbert():
     tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
-        mask_token="[MASK]", model_max_length=32,
+        mask_token="[MASK]", model_max_length=32, **({"model_input_names": list(inputs)} if inputs else {}),
     )
     fast.save_pretrained(out)
+    return tok, fast
+
+
+def make_electra():
+    out = os.path.join(OUT, "electra")
+    os.makedirs(out, exist_ok=True)
+    tok, fast = wordpiece_tokenizer(out, ("input_ids", "token_type_ids", "attention_mask"))
+    torch.manual_seed(19)
+    labels = {0: "neg", 1: "pos"}
+    config = ElectraConfig(
+        vocab_size=tok.get_vocab_size(), embedding_size=16, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, max_position_embeddings=34, type_vocab_size=2,
+        hidden_act="gelu", **label_kwargs(labels),
+    )
+    model = ElectraForSequenceClassification(config)
+    assert model.electra.embeddings_project is not None
+    save_with_reference(model, fast, out)
+
+
+def unigram_tokenizer(out, special, normalizer, template, tokens, inputs=None):
+    """A SentencePiece-style Unigram tokenizer (Metaspace) trained on SST-2, saved into `out`:
+    `special` tokens first, `template` (single, pair) around the texts, `tokens` naming the
+    special-token roles for transformers, `inputs` the model inputs it returns."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=500, special_tokens=special, unk_token="<unk>")
+    tok.train_from_iterator(sst2_sentences(), trainer)
+    ids = [(name, special.index(name)) for name in special if name in " ".join(template)]
+    tok.post_processor = processors.TemplateProcessing(single=template[0], pair=template[1], special_tokens=ids)
+    extra = {"model_input_names": list(inputs)} if inputs else {}
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=32, **tokens, **extra)
+    fast.save_pretrained(out)
+    return tok, fast
+
+
+def make_albert():
+    out = os.path.join(OUT, "albert")
+    os.makedirs(out, exist_ok=True)
+    tok, fast = unigram_tokenizer(
+        out,
+        ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+        normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()]),
+        ("[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1"),
+        dict(unk_token="<unk>", sep_token="[SEP]", pad_token="<pad>", cls_token="[CLS]", mask_token="[MASK]"),
+        ("input_ids", "token_type_ids", "attention_mask"),
+    )
+    torch.manual_seed(23)
+    labels = {0: "neg", 1: "pos"}
+    config = AlbertConfig(
+        vocab_size=tok.get_vocab_size(), embedding_size=16, hidden_size=32, num_hidden_layers=4,
+        num_hidden_groups=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=34,
+        type_vocab_size=2, hidden_act="gelu_new", pad_token_id=0, bos_token_id=2, eos_token_id=3,
+        **label_kwargs(labels),
+    )
+    model = AlbertForSequenceClassification(config)
+    assert len(model.albert.encoder.albert_layer_groups) == 2
+    save_with_reference(model, fast, out)
+
+
+def make_distilbert():
+    out = os.path.join(OUT, "distilbert")
+    os.makedirs(out, exist_ok=True)
+    tok, fast = wordpiece_tokenizer(out)
     torch.manual_seed(11)
     config = DistilBertConfig(
         vocab_size=tok.get_vocab_size(), dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=32,
@@ -216,33 +287,34 @@ def make_sentencepiece_family(name, config_class, model_class, seed):
     CamemBERT's tokenizer.json are: NFKC, Metaspace, `<s> A </s></s> B </s>`."""
     out = os.path.join(OUT, name)
     os.makedirs(out, exist_ok=True)
-    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace()
-    tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=500, special_tokens=special, unk_token="<unk>")
-    tok.train_from_iterator(sst2_sentences(), trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    tok, fast = unigram_tokenizer(
+        out,
+        ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        normalizers.NFKC(),
+        ("<s> $A </s>", "<s> $A </s> </s> $B </s>"),
+        dict(bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>", unk_token="<unk>",
+             pad_token="<pad>", mask_token="<mask>"),
     )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=32,
-    )
-    fast.save_pretrained(out)
     torch.manual_seed(seed)
     labels = {0: "neg", 1: "pos"}
     config = config_class(
         vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, max_position_embeddings=34, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, hidden_act="gelu", num_labels=2, id2label=labels,
-        label2id={v: k for k, v in labels.items()},
+        eos_token_id=2, hidden_act="gelu", **label_kwargs(labels),
     )
-    model = model_class(config)
+    save_with_reference(model_class(config), fast, out)
+
+
+def label_kwargs(labels):
+    """The config arguments of a classifier with `labels` ({id: name})."""
+    return dict(num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()})
+
+
+def save_with_reference(model, tokenizer, out):
+    """Widens the random weights, saves the model (safetensors) and records its reference."""
     scale_up(model)
     model.save_pretrained(out)
-    reference(model, fast, 24, os.path.join(out, "reference.safetensors"))
+    reference(model, tokenizer, 24, os.path.join(out, "reference.safetensors"))
 
 
 def scale_up(model):
@@ -272,6 +344,8 @@ def main():
             "xlm-roberta", XLMRobertaConfig, XLMRobertaForSequenceClassification, 13),
         "camembert": lambda: make_sentencepiece_family(
             "camembert", CamembertConfig, CamembertForSequenceClassification, 17),
+        "electra": make_electra,
+        "albert": make_albert,
     }
     for name in args.only.split(",") if args.only else makers:
         makers[name]()

@@ -116,6 +116,20 @@ fn xlm_roberta_and_camembert_match_transformers() {
     }
 }
 
+/// ELECTRA with `embedding_size` ≠ `hidden_size` (`embeddings_project`) and its head.
+#[test]
+fn electra_matches_transformers() {
+    let dir = fixtures().join("electra");
+    check_parity(&dir, &dir.join("reference.safetensors"));
+}
+
+/// ALBERT: 4 layers sharing 2 groups, factorized embeddings, SentencePiece-style tokenizer.
+#[test]
+fn albert_matches_transformers() {
+    let dir = fixtures().join("albert");
+    check_parity(&dir, &dir.join("reference.safetensors"));
+}
+
 #[test]
 fn distilbert_from_pytorch_bin_matches_transformers() {
     let dir = fixtures().join("distilbert");

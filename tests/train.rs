@@ -746,13 +746,15 @@ fn words_file(dir: &Path) -> std::path::PathBuf {
     data
 }
 
-/// XLM-RoBERTa and CamemBERT fine-tune like RoBERTa and are saved under their own types.
+/// XLM-RoBERTa, CamemBERT, ELECTRA and ALBERT fine-tune and are saved under their own types.
 #[test]
-fn xlm_roberta_and_camembert_fine_tune_and_keep_their_model_type() {
+fn newer_encoders_fine_tune_and_keep_their_model_type() {
     let _turn = serial();
     for (name, class) in [
         ("xlm-roberta", "XLMRobertaForSequenceClassification"),
         ("camembert", "CamembertForSequenceClassification"),
+        ("electra", "ElectraForSequenceClassification"),
+        ("albert", "AlbertForSequenceClassification"),
     ] {
         let out = tempfile::tempdir().unwrap();
         let data = words_file(out.path());

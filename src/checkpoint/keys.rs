@@ -11,7 +11,7 @@ use crate::model::Architecture;
 /// `(architecture, Hugging Face prefix, burnbert prefix)`.
 type Row = (Architecture, &'static str, &'static str);
 
-use Architecture::{Bert, DistilBert, Roberta};
+use Architecture::{Albert, Bert, DistilBert, Electra, Roberta};
 
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
@@ -46,6 +46,29 @@ const TABLE: &[Row] = &[
     (DistilBert, "distilbert.transformer.layer.{i}.output_layer_norm.", "encoder.layer.{i}.output.layer_norm."),
     (DistilBert, "pre_classifier.",                                    "head.pre_classifier."),
     (DistilBert, "classifier.",                                        "head.classifier."),
+    // ELECTRA: ElectraForSequenceClassification (its head is `ElectraClassificationHead`).
+    (Electra, "electra.embeddings.LayerNorm.",                          "embeddings.layer_norm."),
+    (Electra, "electra.embeddings.",                                    "embeddings."),
+    (Electra, "electra.embeddings_project.",                            "embeddings_project."),
+    (Electra, "electra.encoder.layer.{i}.attention.self.",              "encoder.layer.{i}.attention.self_attn."),
+    (Electra, "electra.encoder.layer.{i}.attention.output.LayerNorm.",  "encoder.layer.{i}.attention.output.layer_norm."),
+    (Electra, "electra.encoder.layer.{i}.output.LayerNorm.",            "encoder.layer.{i}.output.layer_norm."),
+    (Electra, "electra.encoder.",                                       "encoder."),
+    (Electra, "classifier.dense.",                                      "head.pre_classifier."),
+    (Electra, "classifier.out_proj.",                                   "head.classifier."),
+    // ALBERT: AlbertForSequenceClassification (inner_group_num 1: one layer per group, the
+    // group's layer is block {i}).
+    (Albert, "albert.embeddings.LayerNorm.",                                               "embeddings.layer_norm."),
+    (Albert, "albert.embeddings.",                                                         "embeddings."),
+    (Albert, "albert.encoder.embedding_hidden_mapping_in.",                                "embeddings_project."),
+    (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.attention.LayerNorm.", "encoder.layer.{i}.attention.output.layer_norm."),
+    (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.attention.dense.",     "encoder.layer.{i}.attention.output.dense."),
+    (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.attention.",           "encoder.layer.{i}.attention.self_attn."),
+    (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.full_layer_layer_norm.", "encoder.layer.{i}.output.layer_norm."),
+    (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.ffn_output.",          "encoder.layer.{i}.output.dense."),
+    (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.ffn.",                 "encoder.layer.{i}.intermediate.dense."),
+    (Albert, "albert.pooler.",                                                             "pooler.dense."),
+    (Albert, "classifier.",                                                                "head.classifier."),
 ];
 
 /// The prefix transformers puts before the base model's parameters in a task model.
@@ -54,6 +77,8 @@ pub fn base_prefix(arch: Architecture) -> &'static str {
         Bert => "bert.",
         Roberta => "roberta.",
         DistilBert => "distilbert.",
+        Electra => "electra.",
+        Albert => "albert.",
     }
 }
 

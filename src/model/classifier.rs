@@ -8,8 +8,9 @@ use super::dropout::dropout;
 use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
+use super::activation::activate;
 use super::attention::fresh_linear;
-use super::config::{Architecture, ModelConfig};
+use super::config::{Activation, Architecture, ModelConfig};
 use super::embeddings::BertEmbeddings;
 use super::encoder::BertEncoder;
 use super::mixed::Compute;
@@ -32,14 +33,17 @@ impl BertPooler {
 }
 
 /// The classification head of each family:
-/// - BERT: `classifier(dropout(pooler_output))`
+/// - BERT, ALBERT: `classifier(dropout(pooler_output))`
 /// - RoBERTa (`RobertaClassificationHead`): `out_proj(dropout(tanh(dense(dropout(h[:, 0])))))`
 /// - DistilBERT: `classifier(dropout(relu(pre_classifier(h[:, 0]))))`
+/// - ELECTRA (`ElectraClassificationHead`): `out_proj(dropout(gelu(dense(dropout(h[:, 0])))))`
 #[derive(Module, Debug)]
 pub struct ClassificationHead {
-    /// RoBERTa's `classifier.dense`, DistilBERT's `pre_classifier`; absent for BERT.
+    /// RoBERTa's and ELECTRA's `classifier.dense`, DistilBERT's `pre_classifier`; absent for
+    /// BERT.
     pub pre_classifier: Option<Linear>,
-    /// `[hidden, num_labels]`: BERT/DistilBERT `classifier`, RoBERTa `classifier.out_proj`.
+    /// `[hidden, num_labels]`: BERT/DistilBERT `classifier`, RoBERTa/ELECTRA
+    /// `classifier.out_proj`.
     pub classifier: Linear,
     /// Dropout on the head's inputs (see [`ModelConfig::head_dropout`]).
     pub dropout: Dropout,
@@ -56,7 +60,7 @@ impl ClassificationHead {
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         let h = config.hidden_size;
         Self {
-            pre_classifier: (config.architecture != Architecture::Bert)
+            pre_classifier: (!config.architecture.has_pooler())
                 .then(|| fresh_linear(h, h, config, device)),
             classifier: fresh_linear(h, config.num_labels(), config, device),
             dropout: DropoutConfig::new(config.head_dropout()).init(),
@@ -76,6 +80,13 @@ impl ClassificationHead {
                 Architecture::Roberta => {
                     let x = dropout(&self.dropout, first_token(hidden));
                     dropout(&self.dropout, tanh(c.linear(dense, x)))
+                }
+                Architecture::Electra => {
+                    let x = dropout(&self.dropout, first_token(hidden));
+                    dropout(
+                        &self.dropout,
+                        activate(Activation::Gelu, c.linear(dense, x)),
+                    )
                 }
                 _ => self
                     .dropout
@@ -102,9 +113,12 @@ pub struct ClassifierOutput {
 pub struct SequenceClassifier {
     /// Word, position and token type embeddings.
     pub embeddings: BertEmbeddings,
+    /// `[embedding_size, hidden]` projection: ELECTRA's `embeddings_project` when the widths
+    /// differ, ALBERT's `embedding_hidden_mapping_in` always.
+    pub embeddings_project: Option<Linear>,
     /// The transformer blocks.
     pub encoder: BertEncoder,
-    /// Present for BERT; RoBERTa and DistilBERT classify the first token directly.
+    /// Present for BERT and ALBERT; the others classify the first token directly.
     pub pooler: Option<BertPooler>,
     /// The classification head, producing the logits.
     pub head: ClassificationHead,
@@ -115,8 +129,10 @@ impl SequenceClassifier {
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         Self {
             embeddings: BertEmbeddings::new(config, device),
+            embeddings_project: (config.embedding_size != config.hidden_size)
+                .then(|| fresh_linear(config.embedding_size, config.hidden_size, config, device)),
             encoder: BertEncoder::new(config, device),
-            pooler: (config.architecture == Architecture::Bert).then(|| BertPooler {
+            pooler: config.architecture.has_pooler().then(|| BertPooler {
                 dense: fresh_linear(config.hidden_size, config.hidden_size, config, device),
                 compute: Compute::default(),
             }),
@@ -148,7 +164,10 @@ impl SequenceClassifier {
         attention_mask: Tensor<2, Int>,
     ) -> ClassifierOutput {
         let pad_mask: Tensor<2, Bool> = attention_mask.equal_elem(0);
-        let embedded = self.embeddings.forward(input_ids, token_type_ids);
+        let mut embedded = self.embeddings.forward(input_ids, token_type_ids);
+        if let Some(project) = &self.embeddings_project {
+            embedded = project.forward(embedded);
+        }
         let last_hidden_state = self.encoder.forward(embedded, pad_mask);
         let pooler_output = self
             .pooler

@@ -21,6 +21,12 @@ pub enum Architecture {
     Roberta,
     /// DistilBERT (`distilbert`): no token type embeddings, no pooler.
     DistilBert,
+    /// ELECTRA (`electra`): BERT's layers on embeddings of `embedding_size`, projected to
+    /// `hidden_size` when they differ; no pooler, `ElectraClassificationHead`.
+    Electra,
+    /// ALBERT (`albert`): embeddings of `embedding_size` always projected to `hidden_size`,
+    /// `num_hidden_groups` layers shared by the `num_hidden_layers` steps, BERT's pooler.
+    Albert,
 }
 
 impl Architecture {
@@ -30,7 +36,14 @@ impl Architecture {
             Self::Bert => "bert",
             Self::Roberta => "roberta",
             Self::DistilBert => "distilbert",
+            Self::Electra => "electra",
+            Self::Albert => "albert",
         }
+    }
+
+    /// Whether the family has `BertPooler` (`tanh(dense(h[:, 0]))`) before its classifier.
+    pub fn has_pooler(self) -> bool {
+        matches!(self, Self::Bert | Self::Albert)
     }
 
     fn from_model_type(model_type: &str) -> Option<Self> {
@@ -44,7 +57,7 @@ impl Architecture {
 /// Every supported `model_type`: the modules it is built from, and the `architectures` entry
 /// transformers writes for its sequence classifier. XLM-RoBERTa and CamemBERT are RoBERTa's
 /// modules and weight names under their own types (and tokenizers).
-const MODEL_TYPES: [(&str, Architecture, &str); 5] = [
+const MODEL_TYPES: [(&str, Architecture, &str); 7] = [
     ("bert", Architecture::Bert, "BertForSequenceClassification"),
     (
         "roberta",
@@ -65,6 +78,16 @@ const MODEL_TYPES: [(&str, Architecture, &str); 5] = [
         "distilbert",
         Architecture::DistilBert,
         "DistilBertForSequenceClassification",
+    ),
+    (
+        "electra",
+        Architecture::Electra,
+        "ElectraForSequenceClassification",
+    ),
+    (
+        "albert",
+        Architecture::Albert,
+        "AlbertForSequenceClassification",
     ),
 ];
 
@@ -132,8 +155,13 @@ pub struct ModelConfig {
     pub vocab_size: usize,
     /// Width of the hidden states (`hidden_size`; DistilBERT's `dim`).
     pub hidden_size: usize,
-    /// Number of transformer blocks (`num_hidden_layers`; DistilBERT's `n_layers`).
+    /// Width of the embeddings (`embedding_size`, ELECTRA's; `hidden_size` elsewhere).
+    pub embedding_size: usize,
+    /// Number of transformer blocks run (`num_hidden_layers`; DistilBERT's `n_layers`).
     pub num_hidden_layers: usize,
+    /// Distinct blocks, shared in turn by the `num_hidden_layers` steps (ALBERT's
+    /// `num_hidden_groups`; `num_hidden_layers` elsewhere).
+    pub num_hidden_groups: usize,
     /// Attention heads per block (`num_attention_heads`; DistilBERT's `n_heads`).
     pub num_attention_heads: usize,
     /// Width of the feed-forward inner layer (`intermediate_size`; DistilBERT's `hidden_dim`).
@@ -173,8 +201,11 @@ struct RawConfig {
     vocab_size: usize,
     #[serde(alias = "dim")]
     hidden_size: usize,
+    embedding_size: Option<usize>,
     #[serde(alias = "n_layers")]
     num_hidden_layers: usize,
+    num_hidden_groups: Option<usize>,
+    inner_group_num: Option<usize>,
     #[serde(alias = "n_heads")]
     num_attention_heads: usize,
     #[serde(alias = "hidden_dim")]
@@ -185,7 +216,7 @@ struct RawConfig {
     hidden_dropout_prob: f64,
     #[serde(alias = "attention_dropout", default = "default_dropout")]
     attention_probs_dropout_prob: f64,
-    #[serde(alias = "seq_classif_dropout")]
+    #[serde(alias = "seq_classif_dropout", alias = "classifier_dropout_prob")]
     classifier_dropout: Option<f64>,
     max_position_embeddings: usize,
     type_vocab_size: Option<usize>,
@@ -258,6 +289,17 @@ impl ModelConfig {
                 "sinusoidal_pos_embds=true is not supported".into(),
             ));
         }
+        let groups = match architecture {
+            Architecture::Albert => cfg.num_hidden_groups.unwrap_or(1),
+            _ => cfg.num_hidden_layers,
+        };
+        if cfg.inner_group_num.unwrap_or(1) != 1 || groups == 0 || groups > cfg.num_hidden_layers {
+            return Err(unsupported(format!(
+                "ALBERT with inner_group_num {} and num_hidden_groups {groups} of {} layers is not supported (inner_group_num 1, 1 ≤ groups ≤ layers)",
+                cfg.inner_group_num.unwrap_or(1),
+                cfg.num_hidden_layers
+            )));
+        }
         if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
             return Err(unsupported(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
@@ -287,7 +329,9 @@ impl ModelConfig {
             architecture,
             vocab_size: cfg.vocab_size,
             hidden_size: cfg.hidden_size,
+            embedding_size: cfg.embedding_size.unwrap_or(cfg.hidden_size),
             num_hidden_layers: cfg.num_hidden_layers,
+            num_hidden_groups: groups,
             num_attention_heads: cfg.num_attention_heads,
             intermediate_size: cfg.intermediate_size,
             hidden_act,

@@ -1,5 +1,5 @@
-//! `BertEmbeddings` (also RoBERTa's and DistilBERT's): word + position (+ token type)
-//! embeddings, then LayerNorm and dropout.
+//! `BertEmbeddings` (also RoBERTa's, DistilBERT's and ELECTRA's): word + position (+ token
+//! type) embeddings, then LayerNorm and dropout, `embedding_size` wide.
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
@@ -12,11 +12,11 @@ use super::config::{Architecture, ModelConfig};
 /// Input embeddings of a BERT-family encoder.
 #[derive(Module, Debug)]
 pub struct BertEmbeddings {
-    /// `[vocab_size, hidden]`
+    /// `[vocab_size, embedding_size]`
     pub word_embeddings: Embedding,
-    /// `[max_position_embeddings, hidden]`
+    /// `[max_position_embeddings, embedding_size]`
     pub position_embeddings: Embedding,
-    /// `[type_vocab_size, hidden]`; absent in DistilBERT.
+    /// `[type_vocab_size, embedding_size]`; absent in DistilBERT.
     pub token_type_embeddings: Option<Embedding>,
     /// LayerNorm over the summed embeddings.
     pub layer_norm: LayerNorm,
@@ -30,13 +30,13 @@ pub struct BertEmbeddings {
 impl BertEmbeddings {
     /// Builds freshly initialised embeddings.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
-        let embedding = |n: usize| EmbeddingConfig::new(n, config.hidden_size).init(device);
+        let embedding = |n: usize| EmbeddingConfig::new(n, config.embedding_size).init(device);
         Self {
             word_embeddings: embedding(config.vocab_size),
             position_embeddings: embedding(config.max_position_embeddings),
             token_type_embeddings: (config.type_vocab_size > 0)
                 .then(|| embedding(config.type_vocab_size)),
-            layer_norm: LayerNormConfig::new(config.hidden_size)
+            layer_norm: LayerNormConfig::new(config.embedding_size)
                 .with_epsilon(config.layer_norm_eps)
                 .init(device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
@@ -47,7 +47,7 @@ impl BertEmbeddings {
 
     /// - `input_ids`: `[batch, seq]`
     /// - `token_type_ids`: `[batch, seq]` (ignored by DistilBERT)
-    /// - returns `[batch, seq, hidden]`
+    /// - returns `[batch, seq, embedding_size]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let position_ids = self.position_ids(&input_ids);
         let mut x = self.word_embeddings.forward(input_ids)

@@ -7,7 +7,7 @@ use burn::tensor::{Bool, Device, Tensor};
 
 use super::activation::activate;
 use super::attention::{BertAttention, add_and_norm, layer_norm, linear};
-use super::config::{Activation, ModelConfig};
+use super::config::{Activation, Architecture, ModelConfig};
 use super::mixed::Compute;
 
 /// First feed-forward projection with the activation (no dropout here, as in transformers).
@@ -81,7 +81,12 @@ impl BertLayer {
             output: BertOutput {
                 dense: linear(config.intermediate_size, config.hidden_size, device),
                 layer_norm: layer_norm(config, device),
-                dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+                // ALBERT has no dropout on its feed-forward output (`ffn_output`).
+                dropout: DropoutConfig::new(match config.architecture {
+                    Architecture::Albert => 0.0,
+                    _ => config.hidden_dropout_prob,
+                })
+                .init(),
                 compute: Compute::default(),
             },
         }
@@ -98,23 +103,30 @@ impl BertLayer {
 /// The stack of transformer blocks.
 #[derive(Module, Debug)]
 pub struct BertEncoder {
-    /// The blocks, in order (`num_hidden_layers` of them).
+    /// The distinct blocks, in order (`num_hidden_groups` of them; one per step but ALBERT's).
     pub layer: Vec<BertLayer>,
+    /// Steps run (`num_hidden_layers`): step `i` runs block `i · blocks / steps` (ALBERT's
+    /// groups; block `i` elsewhere).
+    #[module(skip)]
+    pub steps: usize,
 }
 
 impl BertEncoder {
-    /// `num_hidden_layers` freshly initialised blocks.
+    /// `num_hidden_groups` freshly initialised blocks run over `num_hidden_layers` steps.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         Self {
-            layer: (0..config.num_hidden_layers)
+            layer: (0..config.num_hidden_groups)
                 .map(|_| BertLayer::new(config, device))
                 .collect(),
+            steps: config.num_hidden_layers,
         }
     }
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask` is `[batch, seq]`, `true` on padding.
     pub fn forward(&self, mut hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
-        for layer in &self.layer {
+        let blocks = self.layer.len();
+        for step in 0..self.steps.max(blocks) {
+            let layer = &self.layer[step * blocks / self.steps.max(blocks)];
             hidden = layer.forward(hidden, pad_mask.clone());
         }
         hidden
