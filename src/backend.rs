@@ -103,7 +103,7 @@ enum DeviceSpec {
 fn parse_device(spec: &str) -> Result<DeviceSpec> {
     let bad = || {
         Error::Device(format!(
-            "--device '{spec}' is not one of auto, cpu, gpu, gpu:N"
+            "device '{spec}' is not one of auto, cpu, gpu, gpu:N (--device, --devices)"
         ))
     };
     match spec {

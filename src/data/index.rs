@@ -369,30 +369,38 @@ impl RowSet {
         Ok(())
     }
 
-    /// The rows for which `keep` is true, in order, as a new set (its entries in a temporary
-    /// file removed when the last copy is dropped).
-    pub fn select(&self, mut keep: impl FnMut(usize, &Entry) -> bool) -> Result<RowSet> {
+    /// The rows for which `keep` is true and the others, in order, as two new sets (their
+    /// entries in temporary files removed when the last copy is dropped), in one pass.
+    pub fn partition(
+        &self,
+        mut keep: impl FnMut(usize, &Entry) -> bool,
+    ) -> Result<(RowSet, RowSet)> {
         let temp = std::env::temp_dir();
         let dir = cache_dir().filter(|d| d.is_dir()).unwrap_or(temp);
-        let mut file = tempfile::tempfile_in(&dir).map_err(|e| Error::io(&dir, e))?;
-        let mut writer = BufWriter::with_capacity(1 << 20, &mut file);
-        let mut len = 0;
+        let file = || tempfile::tempfile_in(&dir).map_err(|e| Error::io(&dir, e));
+        let (mut kept, mut rest) = (file()?, file()?);
+        let mut writers = [
+            BufWriter::with_capacity(1 << 20, &mut kept),
+            BufWriter::with_capacity(1 << 20, &mut rest),
+        ];
+        let mut lens = [0usize; 2];
         self.for_each_entry(|i, entry| {
-            if keep(i, &entry) {
-                len += 1;
-                writer
-                    .write_all(&entry.to_bytes())
-                    .map_err(|e| Error::io(&dir, e))?;
-            }
-            Ok(())
+            let side = usize::from(!keep(i, &entry));
+            lens[side] += 1;
+            writers[side]
+                .write_all(&entry.to_bytes())
+                .map_err(|e| Error::io(&dir, e))
         })?;
-        writer.flush().map_err(|e| Error::io(&dir, e))?;
-        drop(writer);
-        Ok(RowSet {
+        for writer in &mut writers {
+            writer.flush().map_err(|e| Error::io(&dir, e))?;
+        }
+        drop(writers);
+        let set = |file, len| RowSet {
             data: self.data.clone(),
             entries: Arc::new(file),
             len,
-        })
+        };
+        Ok((set(kept, lens[0]), set(rest, lens[1])))
     }
 
     /// Rows per class (single-label; everything is class 0 otherwise).
@@ -440,8 +448,7 @@ impl RowSet {
             left[c] -= 1;
             Ok(())
         })?;
-        let valid = self.select(|i, _| bits[i / 64] >> (i % 64) & 1 == 1)?;
-        let train = self.select(|i, _| bits[i / 64] >> (i % 64) & 1 == 0)?;
+        let (valid, train) = self.partition(|i, _| bits[i / 64] >> (i % 64) & 1 == 1)?;
         Ok((train, valid))
     }
 }

@@ -27,7 +27,8 @@ pub struct PreparedData {
     pub tokenizer: TextTokenizer,
     /// Training examples.
     pub train: Arc<dyn Examples>,
-    /// Training examples per class (single-label; one count otherwise).
+    /// Training examples per class (single-label; one count otherwise), counted when class
+    /// weights ask for them (empty otherwise).
     pub train_counts: Vec<usize>,
     /// Validation examples (the validation file, or held out of the training data).
     pub valid: Arc<dyn Examples>,
@@ -111,7 +112,10 @@ pub fn prepare_data(
         Arc::new(LazyExamples::new(rows, tokenizer.clone(), space.clone()))
     };
     Ok(PreparedData {
-        train_counts: train_rows.class_counts(&space, &train.stats)?,
+        train_counts: match config.class_weights {
+            Some(_) => train_rows.class_counts(&space, &train.stats)?,
+            None => Vec::new(),
+        },
         train: examples(train_rows),
         valid: examples(valid_rows),
         test: test.map(examples),
