@@ -15,9 +15,7 @@ use burnbert::model::{Architecture, SequenceClassifier};
 use burnbert::training::{
     AtomicCheckpointer, Trainee, apply_lora, default_lora_targets, read_history, train,
 };
-use common::{device, fixtures, minilm_dir, repo};
-
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use common::{device, fixtures, minilm_dir};
 
 /// Every tensor of `model` by Burn path (adapters included), as f32 values.
 fn tensors(model: &SequenceClassifier) -> HashMap<String, Vec<f32>> {
@@ -45,7 +43,7 @@ fn sst2(output: &Path) -> TrainConfig {
 
 #[test]
 fn lora_learns_freezes_the_base_and_saves_the_merge() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::serial();
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
     let config = sst2(&run);
@@ -159,20 +157,15 @@ fn lora_learns_freezes_the_base_and_saves_the_merge() {
 
 #[test]
 fn a_lora_run_resumes() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::serial();
     let out = tempfile::tempdir().unwrap();
-    let mut c = TrainConfig::defaults();
+    let mut c = common::sst2_config(&out.path().join("run"));
     c.model = fixtures().join("roberta").to_string_lossy().into_owned();
-    c.train = Some(repo("data/glue/sst2/train.tsv"));
-    c.valid = Some(repo("data/glue/sst2/dev.tsv"));
-    c.text_column = "sentence".into();
     c.max_train_samples = Some(64);
     c.max_eval_samples = Some(32);
     c.batch_size = 8;
     c.max_len = 24;
     c.epochs = 1;
-    c.no_tui = true;
-    c.output = Some(out.path().join("run"));
     c.lora_rank = Some(4);
     train(&c, &device()).unwrap();
     c.epochs = 2;

@@ -18,8 +18,6 @@ use burnbert::training::{AtomicCheckpointer, Trainee, read_history, train};
 use common::{device, fixtures, minilm_dir};
 use serde_json::Value;
 
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn steps_dir() -> PathBuf {
     fixtures().join("steps")
 }
@@ -123,7 +121,7 @@ fn floats(value: &Value) -> Vec<f64> {
 }
 
 fn run_case(name: &str, grad_accum: u64) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::serial();
     let reference = reference();
     let case = reference["cases"]
         .as_array()

@@ -17,18 +17,7 @@ use burnbert::model::ProblemType;
 use burnbert::training::{
     AtomicCheckpointer, Trainee, complete_checkpoints, evaluate, read_history, train,
 };
-use common::{device, fixtures, repo, serial};
-
-fn sst2_config(output: &Path) -> TrainConfig {
-    let mut c = TrainConfig::defaults();
-    c.train = Some(repo("data/glue/sst2/train.tsv"));
-    c.valid = Some(repo("data/glue/sst2/dev.tsv"));
-    c.text_column = "sentence".into();
-    c.no_tui = true;
-    c.log_every = 1000;
-    c.output = Some(output.to_path_buf());
-    c
-}
+use common::{device, fixtures, repo, serial, sst2_config};
 
 /// The validation loss (on `config`'s validation rows) of the classifier in `model`, or of the
 /// checkpoint of evaluation `checkpoint` of the run in that directory; computed here, not read

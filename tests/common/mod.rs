@@ -55,12 +55,19 @@ pub fn minilm_classifier_dir() -> tempfile::TempDir {
 /// The CI-sized SST-2 job (the quick start's: all-MiniLM-L6-v2, the first 2,000 training rows,
 /// 1 epoch, the dev set), quiet, writing to `output`.
 pub fn sst2_job(output: &Path) -> burnbert::TrainConfig {
+    let mut c = sst2_config(output);
+    c.max_train_samples = Some(2000);
+    c.epochs = 1;
+    c
+}
+
+/// The bundled SST-2 train and dev files, plain output into `output`, every other setting the
+/// default.
+pub fn sst2_config(output: &Path) -> burnbert::TrainConfig {
     let mut c = burnbert::TrainConfig::defaults();
     c.train = Some(repo("data/glue/sst2/train.tsv"));
     c.valid = Some(repo("data/glue/sst2/dev.tsv"));
     c.text_column = "sentence".into();
-    c.max_train_samples = Some(2000);
-    c.epochs = 1;
     c.no_tui = true;
     c.log_every = 1000;
     c.output = Some(output.to_path_buf());
