@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
                 let grads = GradientsParams::from_grads(output.loss.backward(), &trainee);
                 let lr: ModuleLearningRate = LearningRate::from(1e-5).into();
                 trainee = trainee.clone().optimize(&mut optim, lr, grads);
-                trainee.model.head.classifier.weight.val().into_data()
+                trainee.model.classifier().weight.val().into_data()
             })
         });
     }

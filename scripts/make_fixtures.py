@@ -27,9 +27,16 @@ DIR is the all-MiniLM-L6-v2 model directory; without it the script downloads the
   CamembertForSequenceClassification (the RoBERTa modules under their own model_type) with a
   SentencePiece-style Unigram tokenizer (Metaspace, `<s> A </s></s> B </s>`) trained here, and
   their reference.safetensors.
+- modernbert/, modernbert-mean/: tiny ModernBertForSequenceClassification with cls and mean
+  pooling (the second with every bias on), 3 layers of which the middle one attends locally
+  within 8 tokens, a byte-level BPE tokenizer, and their reference.safetensors.
+- deberta-v3/, deberta-v2/: tiny DebertaV2ForSequenceClassification, v3-style (log position
+  buckets, shared keys, normalised relative embeddings) and v2-style (convolution layer, position
+  projections of their own, absolute positions, token types, embedding_size 16), with a
+  SentencePiece-style Unigram tokenizer, and their reference.safetensors.
 
 `--only NAME[,NAME]` writes only those fixtures (minilm, roberta, distilbert, xlm-roberta,
-camembert, electra, albert).
+camembert, electra, albert, modernbert, modernbert-mean, deberta-v3, deberta-v2).
 """
 
 import argparse
@@ -49,11 +56,15 @@ from transformers import (
     AlbertForSequenceClassification,
     AutoTokenizer,
     BertForSequenceClassification,
+    DebertaV2Config,
+    DebertaV2ForSequenceClassification,
     BertModel,
     DistilBertConfig,
     DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
     PreTrainedTokenizerFast,
     CamembertConfig,
     CamembertForSequenceClassification,
@@ -102,18 +113,24 @@ def reference(model, tokenizer, max_len, out_path):
         enc = tokenizer(
             row["text"], row.get("text_pair"), truncation="longest_first", max_length=max_len, return_tensors="pt"
         )
+        base = getattr(model, model.base_model_prefix)
         with torch.no_grad():
             kwargs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            out = model(**kwargs, output_hidden_states=True)
+            out = model(**kwargs)
+            # The base model's own output (ModernBERT's is after `final_norm`, which its last
+            # hidden_states entry is not).
+            last = base(**kwargs).last_hidden_state
         tensors[f"{i}.input_ids"] = enc["input_ids"][0].to(torch.int64)
         if "token_type_ids" in enc:
             tensors[f"{i}.token_type_ids"] = enc["token_type_ids"][0].to(torch.int64)
-        tensors[f"{i}.last_hidden_state"] = out.hidden_states[-1][0].contiguous()
+        tensors[f"{i}.last_hidden_state"] = last[0].contiguous()
         tensors[f"{i}.logits"] = out.logits[0].contiguous()
-        base = getattr(model, model.base_model_prefix)
         if getattr(base, "pooler", None) is not None:
             with torch.no_grad():
                 tensors[f"{i}.pooler_output"] = base(**kwargs).pooler_output[0].contiguous()
+        elif getattr(model, "pooler", None) is not None:  # DeBERTa's ContextPooler
+            with torch.no_grad():
+                tensors[f"{i}.pooler_output"] = model.pooler(last)[0].contiguous()
     save_file(tensors, out_path, metadata={"max_len": str(max_len)})
 
 
@@ -162,17 +179,22 @@ def make_minilm(src):
         assert torch.allclose(bare(**enc).last_hidden_state, model.bert(**enc).last_hidden_state)
 
 
-def make_roberta():
-    out = os.path.join(OUT, "roberta")
-    os.makedirs(out, exist_ok=True)
+def bpe_tokenizer(special):
+    """A byte-level BPE tokenizer (400 tokens, `special` first) trained on SST-2, no template."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     trainer = trainers.BpeTrainer(
         vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(sst2_sentences(), trainer)
+    return tok
+
+
+def make_roberta():
+    out = os.path.join(OUT, "roberta")
+    os.makedirs(out, exist_ok=True)
+    tok = bpe_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
@@ -223,7 +245,7 @@ def make_electra():
     save_with_reference(model, fast, out)
 
 
-def unigram_tokenizer(out, special, normalizer, template, tokens, inputs=None):
+def unigram_tokenizer(out, special, normalizer, template, tokens, inputs=None, unk="<unk>"):
     """A SentencePiece-style Unigram tokenizer (Metaspace) trained on SST-2, saved into `out`:
     `special` tokens first, `template` (single, pair) around the texts, `tokens` naming the
     special-token roles for transformers, `inputs` the model inputs it returns."""
@@ -231,7 +253,7 @@ def unigram_tokenizer(out, special, normalizer, template, tokens, inputs=None):
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=500, special_tokens=special, unk_token="<unk>")
+    trainer = trainers.UnigramTrainer(vocab_size=500, special_tokens=special, unk_token=unk)
     tok.train_from_iterator(sst2_sentences(), trainer)
     ids = [(name, special.index(name)) for name in special if name in " ".join(template)]
     tok.post_processor = processors.TemplateProcessing(single=template[0], pair=template[1], special_tokens=ids)
@@ -305,6 +327,76 @@ def make_sentencepiece_family(name, config_class, model_class, seed):
     save_with_reference(model_class(config), fast, out)
 
 
+def make_modernbert(name, pooling, bias):
+    """A tiny ModernBertForSequenceClassification with `pooling` ("cls" or "mean"), biases
+    everywhere or nowhere, 3 layers (global, local, global) whose local window (8 tokens) is
+    shorter than the longer inputs, and a byte-level BPE tokenizer with `[CLS] A [SEP] B [SEP]`."""
+    out = os.path.join(OUT, name)
+    os.makedirs(out, exist_ok=True)
+    tok = bpe_tokenizer(["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+        mask_token="[MASK]", model_max_length=64, model_input_names=["input_ids", "attention_mask"],
+    )
+    fast.save_pretrained(out)
+    torch.manual_seed(29 if pooling == "cls" else 31)
+    labels = {0: "neg", 1: "pos"}
+    config = ModernBertConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=64, global_attn_every_n_layers=2, local_attention=8,
+        global_rope_theta=1000.0, local_rope_theta=100.0, pad_token_id=3, cls_token_id=1, sep_token_id=2,
+        bos_token_id=1, eos_token_id=2, classifier_pooling=pooling, norm_bias=bias, attention_bias=bias,
+        mlp_bias=bias, classifier_bias=bias, hidden_activation="gelu", classifier_activation="gelu",
+        **label_kwargs(labels),
+    )
+    model = ModernBertForSequenceClassification(config)
+    assert config.layer_types == ["full_attention", "sliding_attention", "full_attention"]
+    save_with_reference(model, fast, out)
+
+
+def make_deberta(name, v2):
+    """A tiny DebertaV2ForSequenceClassification with a SentencePiece-style tokenizer
+    (`[CLS] A [SEP] B [SEP]`). v3-style (`v2=False`): relative attention with 8 log position
+    buckets, shared attention keys, LayerNorm on the relative embeddings, no absolute positions,
+    no token types. v2-style: the convolution layer, separate position projections, relative
+    positions clamped at 16 without buckets, absolute positions, token types, embedding_size 16."""
+    out = os.path.join(OUT, name)
+    os.makedirs(out, exist_ok=True)
+    tok, fast = unigram_tokenizer(
+        out,
+        ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"],
+        normalizers.Sequence([normalizers.NFKC()]),
+        ("[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1"),
+        dict(unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]"),
+        ("input_ids", "token_type_ids", "attention_mask"),
+        unk="[UNK]",
+    )
+    torch.manual_seed(37 if v2 else 41)
+    labels = {0: "neg", 1: "pos"}
+    common = dict(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, relative_attention=True, pos_att_type=["p2c", "c2p"],
+        hidden_act="gelu", pooler_hidden_act="gelu", pad_token_id=0, **label_kwargs(labels),
+    )
+    if v2:
+        config = DebertaV2Config(
+            **common, position_buckets=-1, max_relative_positions=16, share_att_key=False,
+            position_biased_input=True, type_vocab_size=2, conv_kernel_size=3, conv_act="gelu", norm_rel_ebd="none",
+            embedding_size=16,
+        )
+    else:
+        config = DebertaV2Config(
+            **common, position_buckets=8, max_relative_positions=-1, share_att_key=True,
+            position_biased_input=False, type_vocab_size=0, norm_rel_ebd="layer_norm",
+        )
+    model = DebertaV2ForSequenceClassification(config)
+    assert (model.deberta.encoder.conv is not None) == v2
+    save_with_reference(model, fast, out)
+
+
 def label_kwargs(labels):
     """The config arguments of a classifier with `labels` ({id: name})."""
     return dict(num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()})
@@ -322,7 +414,7 @@ def scale_up(model):
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "LayerNorm" in name or "layer_norm" in name:
+            if "norm" in name.lower():
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.3 * torch.randn(p.shape, generator=gen))
@@ -346,6 +438,10 @@ def main():
             "camembert", CamembertConfig, CamembertForSequenceClassification, 17),
         "electra": make_electra,
         "albert": make_albert,
+        "modernbert": lambda: make_modernbert("modernbert", "cls", False),
+        "modernbert-mean": lambda: make_modernbert("modernbert-mean", "mean", True),
+        "deberta-v3": lambda: make_deberta("deberta-v3", False),
+        "deberta-v2": lambda: make_deberta("deberta-v2", True),
     }
     for name in args.only.split(",") if args.only else makers:
         makers[name]()

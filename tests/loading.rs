@@ -18,7 +18,7 @@ fn labels(n: usize) -> Vec<String> {
 fn bare_encoder_gets_a_fresh_head_with_the_callers_labels() {
     let loaded = load_classifier(&common::minilm_dir(), Some(labels(5)), &device()).unwrap();
     assert_eq!(loaded.config.num_labels(), 5);
-    assert_eq!(loaded.model.head.classifier.weight.dims(), [384, 5]);
+    assert_eq!(loaded.model.classifier().weight.dims(), [384, 5]);
     assert_eq!(loaded.notices.len(), 1, "{:?}", loaded.notices);
     assert!(loaded.notices[0].contains("newly initialised"));
     assert!(loaded.notices[0].contains("classifier.weight"));
@@ -28,7 +28,7 @@ fn bare_encoder_gets_a_fresh_head_with_the_callers_labels() {
 fn a_head_of_another_size_is_reinitialised_with_a_notice() {
     let dir = common::minilm_classifier_dir();
     let loaded = load_classifier(dir.path(), Some(labels(2)), &device()).unwrap();
-    assert_eq!(loaded.model.head.classifier.weight.dims(), [384, 2]);
+    assert_eq!(loaded.model.classifier().weight.dims(), [384, 2]);
     assert!(
         loaded
             .notices

@@ -20,7 +20,7 @@ use common::{device, fixtures, minilm_dir};
 /// Every tensor of `model` by Burn path (adapters included), as f32 values.
 fn tensors(model: &SequenceClassifier) -> HashMap<String, Vec<f32>> {
     model
-        .collect(None, None, false)
+        .collect(None, None, true) // names without the family variant
         .into_iter()
         .map(|t| {
             let name = t.name.clone();

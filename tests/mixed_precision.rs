@@ -110,12 +110,12 @@ fn f16_step_moves_weights(scaler: &LossScaler) -> bool {
         scaler: Some(scaler.clone()),
         ..Trainee::new(predictor.model.with_compute(Compute(Some(FloatDType::F16))))
     };
-    let before = values(trainee.model.head.classifier.weight.val());
+    let before = values(trainee.model.classifier().weight.val());
     let output = burn::train::TrainStep::step(&trainee, batch);
     let lr: ModuleLearningRate = LearningRate::from(1e-3).into();
     let mut optim = adamw(&TrainConfig::defaults());
     let trainee = burn::train::TrainStep::optimize(trainee, &mut optim, lr, output.grads);
-    values(trainee.model.head.classifier.weight.val()) != before
+    values(trainee.model.classifier().weight.val()) != before
 }
 
 #[test]

@@ -130,6 +130,28 @@ fn albert_matches_transformers() {
     check_parity(&dir, &dir.join("reference.safetensors"));
 }
 
+/// ModernBERT with cls pooling and no biases, and with mean pooling and every bias: rotary
+/// positions, a local layer whose 8-token window is shorter than most inputs, GeGLU, the
+/// prediction head.
+#[test]
+fn modernbert_matches_transformers() {
+    for name in ["modernbert", "modernbert-mean"] {
+        let dir = fixtures().join(name);
+        check_parity(&dir, &dir.join("reference.safetensors"));
+    }
+}
+
+/// DeBERTa v3-style (log position buckets, shared keys, normalised relative embeddings) and
+/// v2-style (convolution layer, own position projections, absolute positions, token types,
+/// embedding_size ≠ hidden_size).
+#[test]
+fn deberta_v3_and_v2_match_transformers() {
+    for name in ["deberta-v3", "deberta-v2"] {
+        let dir = fixtures().join(name);
+        check_parity(&dir, &dir.join("reference.safetensors"));
+    }
+}
+
 #[test]
 fn distilbert_from_pytorch_bin_matches_transformers() {
     let dir = fixtures().join("distilbert");

@@ -132,32 +132,39 @@ fn weight_decay_skips_biases_and_layer_norms_only() {
             self.0.push(self.1.join("."));
         }
     }
-    let config = ModelConfig::from_file(&fixtures().join("roberta/config.json")).unwrap();
-    let model = SequenceClassifier::new(&config, &device());
-    let mut paths = Paths(Vec::new(), Vec::new());
-    model.visit(&mut paths);
-    let no_decay: Vec<&String> = paths.0.iter().filter(|p| !decays(p)).collect();
-    assert!(
-        no_decay
-            .iter()
-            .all(|p| p.ends_with(".bias") || p.contains("layer_norm"))
-    );
-    assert!(
-        paths
-            .0
-            .iter()
-            .any(|p| p == "encoder.layer.0.attention.self_attn.query.bias")
-    );
+    let model = |name: &str| {
+        let config = ModelConfig::from_file(&fixtures().join(name).join("config.json")).unwrap();
+        let mut paths = Paths(Vec::new(), Vec::new());
+        SequenceClassifier::new(&config, &device()).visit(&mut paths);
+        paths.0
+    };
     assert!(!decays("encoder.layer.0.attention.self_attn.query.bias"));
     assert!(!decays("embeddings.layer_norm.gamma"));
     assert!(!decays("encoder.layer.1.output.layer_norm.beta"));
+    assert!(!decays("model.layers.1.attn_norm.gamma"));
+    assert!(!decays("model.final_norm.gamma"));
     assert!(decays("encoder.layer.0.attention.self_attn.query.weight"));
     assert!(decays("embeddings.word_embeddings.weight"));
     assert!(decays("head.classifier.weight"));
-    // Every bias and every LayerNorm parameter, nothing else: 2 per Linear bias + 2 per LayerNorm.
-    let biases = paths.0.iter().filter(|p| p.ends_with(".bias")).count();
-    let norms = paths.0.iter().filter(|p| p.contains("layer_norm")).count();
-    assert_eq!(no_decay.len(), biases + norms);
+    for (name, norm_params) in [("roberta", 10), ("modernbert", 8), ("deberta-v3", 12)] {
+        let paths = model(name);
+        let no_decay: Vec<&String> = paths.iter().filter(|p| !decays(p)).collect();
+        // Every bias and every LayerNorm parameter, nothing else.
+        let biases = paths.iter().filter(|p| p.ends_with(".bias")).count();
+        let norms: Vec<&String> = paths
+            .iter()
+            .filter(|p| p.contains("norm."))
+            .collect();
+        assert_eq!(norms.len(), norm_params, "{name}: {norms:?}");
+        assert_eq!(no_decay.len(), biases + norms.len(), "{name}: {no_decay:?}");
+        assert!(
+            no_decay.iter().all(|p| p.ends_with(".bias") || norms.contains(p)),
+            "{name}: {no_decay:?}"
+        );
+    }
+    // Burn's visitor sees the family variant first.
+    let roberta = model("roberta");
+    assert!(roberta.contains(&"Bert.encoder.layer.0.attention.self_attn.query.bias".to_string()));
 }
 
 /// transformers picks the best model by the metric alone (strictly better; ties keep the

@@ -11,7 +11,7 @@ use crate::model::Architecture;
 /// `(architecture, Hugging Face prefix, burnbert prefix)`.
 type Row = (Architecture, &'static str, &'static str);
 
-use Architecture::{Albert, Bert, DistilBert, Electra, Roberta};
+use Architecture::{Albert, Bert, DebertaV2, DistilBert, Electra, ModernBert, Roberta};
 
 #[rustfmt::skip]
 const TABLE: &[Row] = &[
@@ -69,7 +69,30 @@ const TABLE: &[Row] = &[
     (Albert, "albert.encoder.albert_layer_groups.{i}.albert_layers.0.ffn.",                 "encoder.layer.{i}.intermediate.dense."),
     (Albert, "albert.pooler.",                                                             "pooler.dense."),
     (Albert, "classifier.",                                                                "head.classifier."),
+    // ModernBERT: ModernBertForSequenceClassification (its prediction head is `head`).
+    (ModernBert, "model.layers.{i}.attn.Wqkv.", "model.layers.{i}.attn.wqkv."),
+    (ModernBert, "model.layers.{i}.attn.Wo.",   "model.layers.{i}.attn.wo."),
+    (ModernBert, "model.layers.{i}.mlp.Wi.",    "model.layers.{i}.mlp.wi."),
+    (ModernBert, "model.layers.{i}.mlp.Wo.",    "model.layers.{i}.mlp.wo."),
+    (ModernBert, "model.",                      "model."),
+    (ModernBert, "classifier.",                 "head.classifier."),
+    (ModernBert, "head.",                       "head."),
+    // DeBERTa-v2/v3: DebertaV2ForSequenceClassification (`ContextPooler` is `pooler`).
+    (DebertaV2, "deberta.embeddings.LayerNorm.",                          "embeddings.layer_norm."),
+    (DebertaV2, "deberta.embeddings.",                                    "embeddings."),
+    (DebertaV2, "deberta.encoder.layer.{i}.attention.self.",              "encoder.layer.{i}.attention.self_attn."),
+    (DebertaV2, "deberta.encoder.layer.{i}.attention.output.LayerNorm.",  "encoder.layer.{i}.attention.output.layer_norm."),
+    (DebertaV2, "deberta.encoder.layer.{i}.output.LayerNorm.",            "encoder.layer.{i}.output.layer_norm."),
+    (DebertaV2, "deberta.encoder.conv.LayerNorm.",                        "encoder.conv.layer_norm."),
+    (DebertaV2, "deberta.encoder.LayerNorm.",                             "encoder.layer_norm."),
+    (DebertaV2, "deberta.encoder.",                                       "encoder."),
+    (DebertaV2, "pooler.",                                                "pooler."),
+    (DebertaV2, "classifier.",                                            "head.classifier."),
 ];
+
+/// burn-store's `skip_enum_variants` for loading and saving: the family variant of
+/// [`crate::model::SequenceClassifier`] is no part of the names in this table.
+pub(crate) const SKIP_VARIANT: bool = true;
 
 /// The prefix transformers puts before the base model's parameters in a task model.
 pub fn base_prefix(arch: Architecture) -> &'static str {
@@ -79,6 +102,20 @@ pub fn base_prefix(arch: Architecture) -> &'static str {
         DistilBert => "distilbert.",
         Electra => "electra.",
         Albert => "albert.",
+        ModernBert => "model.",
+        DebertaV2 => "deberta.",
+    }
+}
+
+/// What a LoRA run trains in full and PEFT saves whole (`modules_to_save`): the transformers
+/// module names, and the Burn path prefixes their parameters have. DeBERTa's `ContextPooler`
+/// is among them, as its base checkpoints have none (a frozen pooler would stay random).
+pub fn full_trained_modules(arch: Architecture) -> (&'static [&'static str], &'static [&'static str]) {
+    match arch {
+        DistilBert => (&["pre_classifier", "classifier"], &["head."]),
+        ModernBert => (&["head", "classifier"], &["head."]),
+        DebertaV2 => (&["pooler", "classifier"], &["head.", "pooler."]),
+        _ => (&["classifier"], &["head."]),
     }
 }
 
@@ -163,6 +200,36 @@ mod tests {
             hf_to_burn(Roberta, "classifier.dense.bias").as_deref(),
             Some("head.pre_classifier.bias")
         );
+    }
+
+    /// A ModernBERT classifier's names, and a bare `ModernBertModel`'s (no `model.` prefix).
+    #[test]
+    fn modernbert_and_deberta_names() {
+        assert_eq!(
+            hf_to_burn(ModernBert, "model.layers.2.attn.Wqkv.weight").as_deref(),
+            Some("model.layers.2.attn.wqkv.weight")
+        );
+        assert_eq!(
+            hf_to_burn(ModernBert, "layers.2.mlp.Wo.weight").as_deref(),
+            Some("model.layers.2.mlp.wo.weight")
+        );
+        assert_eq!(
+            hf_to_burn(ModernBert, "classifier.bias").as_deref(),
+            Some("head.classifier.bias")
+        );
+        assert_eq!(
+            hf_to_burn(ModernBert, "head.norm.weight").as_deref(),
+            Some("head.norm.weight")
+        );
+        assert_eq!(
+            hf_to_burn(DebertaV2, "deberta.encoder.conv.LayerNorm.bias").as_deref(),
+            Some("encoder.conv.layer_norm.bias")
+        );
+        assert_eq!(
+            hf_to_burn(DebertaV2, "encoder.layer.1.attention.self.pos_key_proj.weight").as_deref(),
+            Some("encoder.layer.1.attention.self_attn.pos_key_proj.weight")
+        );
+        assert_eq!(hf_to_burn(DebertaV2, "lm_predictions.lm_head.bias"), None);
     }
 
     #[test]

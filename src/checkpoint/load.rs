@@ -12,7 +12,7 @@ use burn::store::{
 use burn::tensor::{DType, Device};
 use serde::Deserialize;
 
-use super::keys::{burn_to_hf, hf_to_burn};
+use super::keys::{SKIP_VARIANT, burn_to_hf, hf_to_burn};
 use crate::error::{Error, Result};
 use crate::model::{Architecture, ModelConfig, SequenceClassifier};
 
@@ -65,7 +65,7 @@ pub fn load_classifier(
     let float: DType = device.settings().float_dtype.into();
     let adapter: Box<dyn ModuleAdapter> =
         Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(float)));
-    let result = model.apply(tensors, None, Some(adapter), false);
+    let result = model.apply(tensors, None, Some(adapter), SKIP_VARIANT);
 
     let checkpoint_error = |message: String| Error::Checkpoint {
         path: weights.clone(),

@@ -7,7 +7,7 @@ use burn::store::{BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleS
 use burn::tensor::DType;
 use safetensors::tensor::TensorView;
 
-use super::keys::burn_to_hf;
+use super::keys::{SKIP_VARIANT, burn_to_hf, full_trained_modules};
 use crate::data::TOKENIZER_FILES;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
@@ -29,7 +29,7 @@ pub fn save_pretrained(
     let mut named = Vec::new();
     // Saved as f32 whatever the training precision, like transformers' default.
     let adapter = BurnToPyTorchAdapter.chain(FloatCastAdapter::to(DType::F32));
-    for tensor in model.collect(None, Some(Box::new(adapter)), false) {
+    for tensor in model.collect(None, Some(Box::new(adapter)), SKIP_VARIANT) {
         let name = burn_to_hf(config.architecture, &tensor.name)
             .ok_or_else(|| fail(format!("no transformers name for '{}'", tensor.name)))?;
         if tensor.dtype != DType::F32 {
@@ -87,15 +87,16 @@ pub fn save_peft_adapter(
         message,
     };
     let arch = config.architecture;
+    let (head, trained) = full_trained_modules(arch);
     let mut named = Vec::new();
     let to_torch = BurnToPyTorchAdapter.chain(FloatCastAdapter::to(DType::F32));
-    for tensor in model.collect(None, Some(Box::new(to_torch)), false) {
+    for tensor in model.collect(None, Some(Box::new(to_torch)), SKIP_VARIANT) {
         let path = tensor.name.clone();
         let (name, transpose) = if let Some(base) = path.strip_suffix(".lora.a") {
             (lora_key(arch, base, "lora_A"), true)
         } else if let Some(base) = path.strip_suffix(".lora.b") {
             (lora_key(arch, base, "lora_B"), true)
-        } else if path.starts_with("head.") {
+        } else if trained.iter().any(|prefix| path.starts_with(prefix)) {
             (
                 burn_to_hf(arch, &path).map(|n| format!("base_model.model.{n}")),
                 false,
@@ -122,10 +123,6 @@ pub fn save_peft_adapter(
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     write_f32_safetensors(&weights, &named)?;
-    let head = match arch {
-        crate::model::Architecture::DistilBert => vec!["pre_classifier", "classifier"],
-        _ => vec!["classifier"],
-    };
     let json = serde_json::json!({
         "peft_type": "LORA",
         "task_type": "SEQ_CLS",

@@ -105,16 +105,18 @@ pub fn problem_type(config: &ModelConfig) -> ProblemType {
     })
 }
 
-/// The longest input the model's position embeddings allow (at most 512).
+/// The longest input the model's position embeddings allow (at most 512, but ModernBERT's
+/// rotary positions: its `max_position_embeddings`, 8192 on the hub).
 pub fn model_max_len(config: &ModelConfig) -> usize {
-    let offset = match config.architecture {
-        Architecture::Roberta => config.pad_token_id + 1,
-        _ => 0,
+    let (offset, cap) = match config.architecture {
+        Architecture::Roberta => (config.pad_token_id + 1, 512),
+        Architecture::ModernBert => (0, usize::MAX),
+        _ => (0, 512),
     };
     config
         .max_position_embeddings
         .saturating_sub(offset)
-        .min(512)
+        .min(cap)
 }
 
 /// A loaded model with its tokenizer, ready to label texts.

@@ -3,7 +3,7 @@
 //! `erff`) one element at a time on one thread, twice per training step (forward, then
 //! backward), which was 29% of a training run's CPU samples (README, Performance).
 
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, tanh};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -23,6 +23,7 @@ pub fn activate<const D: usize>(activation: Activation, x: Tensor<D>) -> Tensor<
         Activation::Gelu => gelu(x),
         Activation::GeluTanh => gelu_approximate(x),
         Activation::Relu => relu(x),
+        Activation::Tanh => tanh(x),
     }
 }
 

@@ -28,13 +28,22 @@ pub(crate) fn fresh_linear(
     config: &ModelConfig,
     device: &Device,
 ) -> Linear {
+    normal_linear(d_in, d_out, config.initializer_range, true, device)
+}
+
+/// A `Linear` with weights `N(0, std²)` and a zero bias when `bias`.
+pub(crate) fn normal_linear(
+    d_in: usize,
+    d_out: usize,
+    std: f64,
+    bias: bool,
+    device: &Device,
+) -> Linear {
     let mut layer = LinearConfig::new(d_in, d_out)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: config.initializer_range,
-        })
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
+        .with_bias(false)
         .init(device);
-    layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+    layer.bias = bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device)));
     layer
 }
 
@@ -94,40 +103,81 @@ impl BertSelfAttention {
     /// - `pad_mask`: `[batch, seq]`, `true` on padding
     /// - returns the context `[batch, seq, hidden]`
     pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
-        let [batch, seq, width] = hidden.dims();
-        let head_dim = width / self.num_heads;
-        // [batch, seq, hidden] -> [batch, heads, seq, head_dim]
-        let split = |x: Tensor<3>| {
-            x.reshape([batch, seq, self.num_heads, head_dim])
-                .swap_dims(1, 2)
-        };
         let c = self.compute;
-        let hidden_device = hidden.device();
-        let training = hidden_device.is_autodiff();
-        let q = split(c.linear(&self.query, hidden.clone()));
-        let k = split(c.linear(&self.key, hidden.clone()));
-        let v = split(c.linear(&self.value, hidden));
-
-        if !training && crate::backend::fused_attention_works(&hidden_device) {
-            // Inference (no dropout): the backend's fused attention (flash kernels on CubeCL,
-            // flex's own; not tch, see `fused_attention_works`); Burn's autodiff would fall back
-            // to these same ops.
-            let mask =
-                pad_mask
-                    .reshape([batch, 1, 1, seq])
-                    .expand([batch, self.num_heads, seq, seq]);
-            return c
-                .attention(q, k, v, mask)
-                .swap_dims(1, 2)
-                .reshape([batch, seq, width]);
-        }
-        let scores = c.matmul(q, k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        let scores = scores.mask_fill(pad_mask.reshape([batch, 1, 1, seq]), MASKED_SCORE);
-        let probs = dropout(&self.dropout, softmax(scores, 3));
-        c.matmul(probs, v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, width])
+        let heads = |layer: &Linear| split_heads(c.linear(layer, hidden.clone()), self.num_heads);
+        let (q, k, v) = (heads(&self.query), heads(&self.key), heads(&self.value));
+        let masks = [key_mask(pad_mask)];
+        let scores = Scores::default();
+        merge_heads(scaled_dot_product(c, [q, k, v], &masks, scores, &self.dropout))
     }
+}
+
+/// `[batch, seq]` padding (`true` on padding) -> `[batch, 1, 1, seq]`, the keys no query may see.
+pub(crate) fn key_mask(pad_mask: Tensor<2, Bool>) -> Tensor<4, Bool> {
+    let [batch, seq] = pad_mask.dims();
+    pad_mask.reshape([batch, 1, 1, seq])
+}
+
+/// `[batch, seq, heads·head_dim]` -> `[batch, heads, seq, head_dim]`
+pub(crate) fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [batch, seq, width] = x.dims();
+    x.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2)
+}
+
+/// `[batch, heads, seq, head_dim]` -> `[batch, seq, heads·head_dim]`
+pub(crate) fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [batch, heads, seq, head_dim] = x.dims();
+    x.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
+}
+
+/// How the scores of [`scaled_dot_product`] are formed beyond `q·kᵀ/√head_dim`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scores {
+    /// Divides `q·kᵀ` instead of `√head_dim` (DeBERTa's `√(head_dim · scale_factor)`).
+    pub scale: Option<f64>,
+    /// `[batch, heads, seq, seq]` added to the scaled scores (DeBERTa's relative positions).
+    pub bias: Option<Tensor<4>>,
+}
+
+/// Multi-head scaled dot-product attention, the one every family's self-attention ends in:
+/// `dropout(softmax(q·kᵀ/scale + bias, hidden keys masked))·v`.
+/// - `[q, k, v]`: `[batch, heads, seq, head_dim]`
+/// - `masks`: at least one, each broadcastable to `[batch, heads, seq, seq]`, `true` where a key
+///   is hidden from a query (padding; ModernBERT's local window)
+/// - `scores`: the scale and bias (`Scores::default()`: `√head_dim`, none)
+/// - returns `[batch, heads, seq, head_dim]`
+///
+/// Without autodiff (no dropout) and with default scores, the backend's fused attention runs (flash
+/// kernels on CubeCL, flex's own; not tch, see `fused_attention_works`); Burn's autodiff would
+/// fall back to these same ops.
+pub(crate) fn scaled_dot_product(
+    c: Compute,
+    [q, k, v]: [Tensor<4>; 3],
+    masks: &[Tensor<4, Bool>],
+    scores: Scores,
+    drop: &Dropout,
+) -> Tensor<4> {
+    let [batch, heads, seq, head_dim] = q.dims();
+    let device = q.device();
+    let Scores { scale, bias } = scores;
+    if scale.is_none() && bias.is_none() && !device.is_autodiff() && crate::backend::fused_attention_works(&device) {
+        let full = [batch, heads, seq, seq];
+        let mut mask = masks[0].clone().expand(full);
+        for other in &masks[1..] {
+            mask = mask.bool_or(other.clone().expand(full));
+        }
+        return c.attention(q, k, v, mask);
+    }
+    let scale = scale.unwrap_or((head_dim as f64).sqrt());
+    let mut scores = c.matmul(q, k.swap_dims(2, 3)) / scale;
+    if let Some(bias) = bias {
+        scores = scores + bias;
+    }
+    for mask in masks {
+        scores = scores.mask_fill(mask.clone(), MASKED_SCORE);
+    }
+    let probs = dropout(drop, softmax(scores, 3));
+    c.matmul(probs, v)
 }
 
 /// Output projection of the attention block with residual connection and post-LayerNorm.

@@ -11,29 +11,48 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 use super::activation::activate;
 use super::attention::fresh_linear;
 use super::config::{Activation, Architecture, ModelConfig};
+use super::deberta_v2::DebertaV2Classifier;
 use super::embeddings::BertEmbeddings;
 use super::encoder::BertEncoder;
 use super::mixed::Compute;
+use super::modernbert::ModernBertClassifier;
 
-/// `BertPooler`: `tanh(dense(hidden[:, 0]))`.
+/// `BertPooler`: `tanh(dense(hidden[:, 0]))`; also DeBERTa's `ContextPooler`,
+/// `act(dense(dropout(hidden[:, 0])))` with `pooler_hidden_act` and `pooler_dropout`.
 #[derive(Module, Debug)]
 pub struct BertPooler {
     /// `[hidden, hidden]` projection of the first token.
     pub dense: Linear,
+    /// Dropout on the first token (none in BERT).
+    pub dropout: Dropout,
+    /// tanh for BERT and ALBERT.
+    #[module(skip)]
+    pub activation: Activation,
     /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
 }
 
 impl BertPooler {
+    /// A freshly initialised pooler (as transformers initialises one a checkpoint lacks).
+    pub fn new(config: &ModelConfig, activation: Activation, drop: f64, device: &Device) -> Self {
+        Self {
+            dense: fresh_linear(config.hidden_size, config.hidden_size, config, device),
+            dropout: DropoutConfig::new(drop).init(),
+            activation,
+            compute: Compute::default(),
+        }
+    }
+
     /// `[batch, seq, hidden]` -> `[batch, hidden]`
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<2> {
-        tanh(self.compute.linear(&self.dense, first_token(hidden)))
+        let first = dropout(&self.dropout, first_token(hidden));
+        activate(self.activation, self.compute.linear(&self.dense, first))
     }
 }
 
 /// The classification head of each family:
-/// - BERT, ALBERT: `classifier(dropout(pooler_output))`
+/// - BERT, ALBERT, DeBERTa-v2: `classifier(dropout(pooler_output))`
 /// - RoBERTa (`RobertaClassificationHead`): `out_proj(dropout(tanh(dense(dropout(h[:, 0])))))`
 /// - DistilBERT: `classifier(dropout(relu(pre_classifier(h[:, 0]))))`
 /// - ELECTRA (`ElectraClassificationHead`): `out_proj(dropout(gelu(dense(dropout(h[:, 0])))))`
@@ -108,9 +127,66 @@ pub struct ClassifierOutput {
     pub logits: Tensor<2>,
 }
 
+/// A sequence classifier of any supported family. Burn paths skip the variant (load, save), so
+/// each family's parameters are named as in its own struct.
+#[derive(Module, Debug)]
+pub enum SequenceClassifier {
+    /// BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, XLM-RoBERTa, CamemBERT.
+    Bert(BertClassifier),
+    /// ModernBERT.
+    ModernBert(ModernBertClassifier),
+    /// DeBERTa-v2 and v3.
+    DebertaV2(DebertaV2Classifier),
+}
+
+impl SequenceClassifier {
+    /// A randomly initialised model of `config`'s family (use
+    /// [`crate::checkpoint::load_classifier`] for weights).
+    pub fn new(config: &ModelConfig, device: &Device) -> Self {
+        match config.architecture {
+            Architecture::ModernBert => Self::ModernBert(ModernBertClassifier::new(config, device)),
+            Architecture::DebertaV2 => Self::DebertaV2(DebertaV2Classifier::new(config, device)),
+            _ => Self::Bert(BertClassifier::new(config, device)),
+        }
+    }
+
+    /// The model with its matmuls computing in `compute` (mixed precision; see [`Compute`]).
+    pub fn with_compute(self, compute: Compute) -> Self {
+        match self {
+            Self::Bert(model) => Self::Bert(model.with_compute(compute)),
+            Self::ModernBert(model) => Self::ModernBert(model.with_compute(compute)),
+            Self::DebertaV2(model) => Self::DebertaV2(model.with_compute(compute)),
+        }
+    }
+
+    /// The last layer, `[hidden, num_labels]`, of any family's head.
+    pub fn classifier(&self) -> &Linear {
+        match self {
+            Self::Bert(model) => &model.head.classifier,
+            Self::ModernBert(model) => &model.head.classifier,
+            Self::DebertaV2(model) => &model.head.classifier,
+        }
+    }
+
+    /// - `input_ids`, `token_type_ids`: `[batch, seq]` (token types unused by ModernBERT)
+    /// - `attention_mask`: `[batch, seq]`, 1 on real tokens, 0 on padding
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> ClassifierOutput {
+        match self {
+            Self::Bert(model) => model.forward(input_ids, token_type_ids, attention_mask),
+            Self::ModernBert(model) => model.forward(input_ids, attention_mask),
+            Self::DebertaV2(model) => model.forward(input_ids, token_type_ids, attention_mask),
+        }
+    }
+}
+
 /// A BERT-family encoder with a sequence-classification head.
 #[derive(Module, Debug)]
-pub struct SequenceClassifier {
+pub struct BertClassifier {
     /// Word, position and token type embeddings.
     pub embeddings: BertEmbeddings,
     /// `[embedding_size, hidden]` projection: ELECTRA's `embeddings_project` when the widths
@@ -124,18 +200,18 @@ pub struct SequenceClassifier {
     pub head: ClassificationHead,
 }
 
-impl SequenceClassifier {
-    /// A randomly initialised model (use [`crate::checkpoint::load_classifier`] for weights).
+impl BertClassifier {
+    /// A randomly initialised model.
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
         Self {
             embeddings: BertEmbeddings::new(config, device),
             embeddings_project: (config.embedding_size != config.hidden_size)
                 .then(|| fresh_linear(config.embedding_size, config.hidden_size, config, device)),
             encoder: BertEncoder::new(config, device),
-            pooler: config.architecture.has_pooler().then(|| BertPooler {
-                dense: fresh_linear(config.hidden_size, config.hidden_size, config, device),
-                compute: Compute::default(),
-            }),
+            pooler: config
+                .architecture
+                .has_pooler()
+                .then(|| BertPooler::new(config, Activation::Tanh, 0.0, device)),
             head: ClassificationHead::new(config, device),
         }
     }
@@ -143,10 +219,7 @@ impl SequenceClassifier {
     /// The model with its matmuls computing in `compute` (mixed precision; see [`Compute`]).
     pub fn with_compute(mut self, compute: Compute) -> Self {
         for layer in &mut self.encoder.layer {
-            layer.attention.self_attn.compute = compute;
-            layer.attention.output.compute = compute;
-            layer.intermediate.compute = compute;
-            layer.output.compute = compute;
+            layer.set_compute(compute);
         }
         if let Some(pooler) = &mut self.pooler {
             pooler.compute = compute;
@@ -185,7 +258,7 @@ impl SequenceClassifier {
 }
 
 /// `[batch, seq, hidden]` -> `[batch, hidden]`, the [CLS] / `<s>` position.
-fn first_token(hidden: Tensor<3>) -> Tensor<2> {
+pub(crate) fn first_token(hidden: Tensor<3>) -> Tensor<2> {
     let [batch, _, width] = hidden.dims();
     hidden
         .slice([0..batch, 0..1, 0..width])

@@ -10,6 +10,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::deberta_v2::DebertaV2Config;
+use super::modernbert::ModernBertConfig;
 use crate::error::{Error, Result};
 
 /// The supported model families (`model_type` in `config.json`).
@@ -27,6 +29,12 @@ pub enum Architecture {
     /// ALBERT (`albert`): embeddings of `embedding_size` always projected to `hidden_size`,
     /// `num_hidden_groups` layers shared by the `num_hidden_layers` steps, BERT's pooler.
     Albert,
+    /// ModernBERT (`modernbert`): pre-norm layers with rotary positions, local and global
+    /// attention and a GeGLU feed-forward; its own prediction head (see `model::modernbert`).
+    ModernBert,
+    /// DeBERTa-v2 and v3 (`deberta-v2`): disentangled relative-position attention, v2's
+    /// convolution layer, `ContextPooler` (see `model::deberta_v2`).
+    DebertaV2,
 }
 
 impl Architecture {
@@ -38,12 +46,15 @@ impl Architecture {
             Self::DistilBert => "distilbert",
             Self::Electra => "electra",
             Self::Albert => "albert",
+            Self::ModernBert => "modernbert",
+            Self::DebertaV2 => "deberta-v2",
         }
     }
 
-    /// Whether the family has `BertPooler` (`tanh(dense(h[:, 0]))`) before its classifier.
+    /// Whether the family has a pooler (`act(dense(dropout(h[:, 0])))`: `BertPooler`,
+    /// DeBERTa's `ContextPooler`) before its classifier.
     pub fn has_pooler(self) -> bool {
-        matches!(self, Self::Bert | Self::Albert)
+        matches!(self, Self::Bert | Self::Albert | Self::DebertaV2)
     }
 
     fn from_model_type(model_type: &str) -> Option<Self> {
@@ -57,7 +68,7 @@ impl Architecture {
 /// Every supported `model_type`: the modules it is built from, and the `architectures` entry
 /// transformers writes for its sequence classifier. XLM-RoBERTa and CamemBERT are RoBERTa's
 /// modules and weight names under their own types (and tokenizers).
-const MODEL_TYPES: [(&str, Architecture, &str); 7] = [
+const MODEL_TYPES: [(&str, Architecture, &str); 9] = [
     ("bert", Architecture::Bert, "BertForSequenceClassification"),
     (
         "roberta",
@@ -89,6 +100,16 @@ const MODEL_TYPES: [(&str, Architecture, &str); 7] = [
         Architecture::Albert,
         "AlbertForSequenceClassification",
     ),
+    (
+        "modernbert",
+        Architecture::ModernBert,
+        "ModernBertForSequenceClassification",
+    ),
+    (
+        "deberta-v2",
+        Architecture::DebertaV2,
+        "DebertaV2ForSequenceClassification",
+    ),
 ];
 
 /// The feed-forward activation (`hidden_act` / `activation`).
@@ -100,15 +121,21 @@ pub enum Activation {
     GeluTanh,
     /// ReLU (`relu`).
     Relu,
+    /// tanh (`tanh`: BERT's pooler, DeBERTa-v2's default `conv_act`).
+    Tanh,
 }
 
 impl Activation {
-    fn parse(name: &str) -> Option<Self> {
+    /// transformers' `ACT2FN` name, or a one-line error naming the field and the choices.
+    pub(crate) fn parse(name: &str, field: &str) -> std::result::Result<Self, String> {
         match name {
-            "gelu" => Some(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Self::GeluTanh),
-            "relu" => Some(Self::Relu),
-            _ => None,
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            "relu" => Ok(Self::Relu),
+            "tanh" => Ok(Self::Tanh),
+            _ => Err(format!(
+                "unsupported {field} '{name}' (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, tanh)"
+            )),
         }
     }
 }
@@ -191,8 +218,21 @@ pub struct ModelConfig {
     /// The task the head is trained for (`problem_type`); `None`: inferred from the number of
     /// labels.
     pub problem_type: Option<ProblemType>,
+    /// What only ModernBERT or DeBERTa-v2 configure.
+    pub family: FamilyConfig,
     /// The `config.json` as read, so that unknown fields survive a save.
     pub raw: Value,
+}
+
+/// The settings of one family beyond the fields every family shares.
+#[derive(Clone, Debug)]
+pub enum FamilyConfig {
+    /// BERT and the families built from its modules.
+    Bert,
+    /// ModernBERT's attention layout, rotary positions, biases, dropouts and head.
+    ModernBert(ModernBertConfig),
+    /// DeBERTa-v2's relative attention, convolution and pooler.
+    DebertaV2(DebertaV2Config),
 }
 
 /// The fields of `config.json` burnbert reads, in every spelling the three families use.
@@ -210,16 +250,21 @@ struct RawConfig {
     num_attention_heads: usize,
     #[serde(alias = "hidden_dim")]
     intermediate_size: usize,
-    #[serde(alias = "activation", default = "default_act")]
+    #[serde(alias = "activation", alias = "hidden_activation", default = "default_act")]
     hidden_act: String,
     #[serde(alias = "dropout", default = "default_dropout")]
     hidden_dropout_prob: f64,
     #[serde(alias = "attention_dropout", default = "default_dropout")]
     attention_probs_dropout_prob: f64,
-    #[serde(alias = "seq_classif_dropout", alias = "classifier_dropout_prob")]
+    #[serde(
+        alias = "seq_classif_dropout",
+        alias = "classifier_dropout_prob",
+        alias = "cls_dropout"
+    )]
     classifier_dropout: Option<f64>,
     max_position_embeddings: usize,
     type_vocab_size: Option<usize>,
+    #[serde(alias = "norm_eps")]
     layer_norm_eps: Option<f64>,
     initializer_range: Option<f64>,
     pad_token_id: Option<usize>,
@@ -271,12 +316,17 @@ impl ModelConfig {
         })?;
         let cfg: RawConfig =
             serde_json::from_value(raw.clone()).map_err(|e| parse_err(e.to_string()))?;
-        let hidden_act = Activation::parse(&cfg.hidden_act).ok_or_else(|| {
-            unsupported(format!(
-                "unsupported activation '{}' (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)",
-                cfg.hidden_act
-            ))
-        })?;
+        let hidden_act = Activation::parse(&cfg.hidden_act, "activation").map_err(unsupported)?;
+        let family = match architecture {
+            Architecture::ModernBert => {
+                ModernBertConfig::from_json(&raw, cfg.num_hidden_layers).map(FamilyConfig::ModernBert)
+            }
+            Architecture::DebertaV2 => {
+                DebertaV2Config::from_json(&raw, cfg.hidden_size).map(FamilyConfig::DebertaV2)
+            }
+            _ => Ok(FamilyConfig::Bert),
+        }
+        .map_err(unsupported)?;
         if let Some(kind) = cfg.position_embedding_type.as_deref()
             && kind != "absolute"
         {
@@ -318,9 +368,15 @@ impl ModelConfig {
             ),
         };
         let type_vocab_size = match architecture {
-            Architecture::DistilBert => 0,
+            Architecture::DistilBert | Architecture::ModernBert => 0,
+            Architecture::DebertaV2 => cfg.type_vocab_size.unwrap_or(0),
             _ => cfg.type_vocab_size.unwrap_or(2),
         };
+        let layer_norm_eps = cfg.layer_norm_eps.unwrap_or(match architecture {
+            Architecture::ModernBert => 1e-5,
+            Architecture::DebertaV2 => 1e-7,
+            _ => 1e-12,
+        });
         let pad_token_id = cfg.pad_token_id.unwrap_or(match architecture {
             Architecture::Roberta => 1,
             _ => 0,
@@ -340,11 +396,12 @@ impl ModelConfig {
             classifier_dropout: cfg.classifier_dropout,
             max_position_embeddings: cfg.max_position_embeddings,
             type_vocab_size,
-            layer_norm_eps: cfg.layer_norm_eps.unwrap_or(1e-12),
+            layer_norm_eps,
             initializer_range: cfg.initializer_range.unwrap_or(0.02),
             pad_token_id,
             id2label,
             problem_type,
+            family,
             raw,
         })
     }
@@ -364,6 +421,7 @@ impl ModelConfig {
     pub fn head_dropout(&self) -> f64 {
         self.classifier_dropout.unwrap_or(match self.architecture {
             Architecture::DistilBert => 0.2,
+            Architecture::ModernBert => 0.0,
             _ => self.hidden_dropout_prob,
         })
     }

@@ -92,6 +92,14 @@ impl BertLayer {
         }
     }
 
+    /// Makes every matmul of the block compute in `compute`.
+    pub fn set_compute(&mut self, compute: Compute) {
+        self.attention.self_attn.compute = compute;
+        self.attention.output.compute = compute;
+        self.intermediate.compute = compute;
+        self.output.compute = compute;
+    }
+
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask` is `[batch, seq]`.
     pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
         let attended = self.attention.forward(hidden, pad_mask);

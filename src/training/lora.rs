@@ -6,7 +6,7 @@ use burn::module::{Lora, Module, ModuleVisitor, Param, ParamGroup};
 use burn::store::ModuleSnapshot;
 use burn::tensor::Tensor;
 
-use crate::checkpoint::burn_to_hf;
+use crate::checkpoint::{burn_to_hf, full_trained_modules};
 use crate::error::{Error, Result};
 use crate::model::{Architecture, SequenceClassifier};
 
@@ -14,6 +14,9 @@ use crate::model::{Architecture, SequenceClassifier};
 pub fn default_lora_targets(arch: Architecture) -> &'static str {
     match arch {
         Architecture::DistilBert => r"\.(q_lin|v_lin)$",
+        Architecture::DebertaV2 => r"\.(query_proj|value_proj)$",
+        // PEFT has no default for ModernBERT; its fused query-key-value projection.
+        Architecture::ModernBert => r"\.Wqkv$",
         _ => r"\.(query|value)$",
     }
 }
@@ -43,20 +46,30 @@ pub fn apply_lora(
     if rank == 0 {
         return Err(Error::Input("--lora-rank must be at least 1".into()));
     }
+    let (_, trained) = full_trained_modules(arch);
     let mut paths = Vec::new();
     let mut names = Vec::new();
+    // Burn's mappers see the model's variant as the first path segment (`Bert.encoder…`); the
+    // names of the checkpoint table do not have it.
     for snapshot in model.collect(None, None, false) {
         let path = snapshot.name.clone();
+        let local = path.split_once('.').map_or(path.as_str(), |(_, rest)| rest);
         let Some(module) =
-            burn_to_hf(arch, &path).and_then(|hf| hf.strip_suffix(".weight").map(str::to_string))
+            burn_to_hf(arch, local).and_then(|hf| hf.strip_suffix(".weight").map(str::to_string))
         else {
             continue;
         };
-        if snapshot.shape.len() == 2 && !path.starts_with("head.") && pattern.is_match(&module) {
+        let head = trained.iter().any(|prefix| local.starts_with(prefix));
+        if snapshot.shape.len() == 2 && !head && pattern.is_match(&module) {
             paths.push(path);
             names.push(module);
         }
     }
+    let trained = trained
+        .iter()
+        .map(|prefix| regex::escape(prefix))
+        .collect::<Vec<_>>()
+        .join("|");
     if paths.is_empty() {
         return Err(Error::Input(format!(
             "--lora-targets '{targets}' matches no weight matrix of the encoder (transformers names such as 'bert.encoder.layer.0.attention.self.query')"
@@ -65,7 +78,8 @@ pub fn apply_lora(
     let model = model
         .apply_lora(Lora::new(rank, alpha).set_param_group(ParamGroup::from_paths(paths)))
         .unfreeze_group(
-            ParamGroup::from_regex(r"^head\.").map_err(|e| Error::Input(format!("{e:?}")))?,
+            ParamGroup::from_regex(format!(r"^\w+\.({trained})"))
+                .map_err(|e| Error::Input(format!("{e:?}")))?,
         );
     let (trainable, total) = count_params(&model);
     Ok((

@@ -6,9 +6,10 @@ use burn::optim::{AdamWConfig, ModuleOptimizer};
 
 use crate::config::TrainConfig;
 
-/// Parameter paths (Burn names: LayerNorm's weight is `gamma`, its bias `beta`) that get no
-/// weight decay, like transformers' `["bias", "LayerNorm.weight"]`.
-pub const NO_DECAY: &str = r"(\.bias|\.beta|layer_norm\.gamma)$";
+/// Parameter paths (Burn names: a LayerNorm's weight is `gamma`, its bias `beta`) that get no
+/// weight decay, like transformers' biases and LayerNorm parameters (by module type, so
+/// ModernBERT's `norm`, `attn_norm`, `mlp_norm` and `final_norm` too).
+pub const NO_DECAY: &str = r"(\.bias|\.beta|\.gamma)$";
 
 /// Whether the parameter at `path` gets weight decay.
 pub fn decays(path: &str) -> bool {
