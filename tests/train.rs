@@ -754,7 +754,11 @@ fn newer_encoders_fine_tune_and_keep_their_model_type() {
         ("albert", "AlbertForSequenceClassification", 3e-3),
         // Pre-norm ModernBERT learns the words within an epoch at 3e-3.
         ("modernbert", "ModernBertForSequenceClassification", 1e-4),
-        ("modernbert-mean", "ModernBertForSequenceClassification", 1e-3),
+        (
+            "modernbert-mean",
+            "ModernBertForSequenceClassification",
+            1e-3,
+        ),
         ("deberta-v3", "DebertaV2ForSequenceClassification", 3e-3),
         ("deberta-v2", "DebertaV2ForSequenceClassification", 3e-3),
     ] {

@@ -151,14 +151,13 @@ fn weight_decay_skips_biases_and_layer_norms_only() {
         let no_decay: Vec<&String> = paths.iter().filter(|p| !decays(p)).collect();
         // Every bias and every LayerNorm parameter, nothing else.
         let biases = paths.iter().filter(|p| p.ends_with(".bias")).count();
-        let norms: Vec<&String> = paths
-            .iter()
-            .filter(|p| p.contains("norm."))
-            .collect();
+        let norms: Vec<&String> = paths.iter().filter(|p| p.contains("norm.")).collect();
         assert_eq!(norms.len(), norm_params, "{name}: {norms:?}");
         assert_eq!(no_decay.len(), biases + norms.len(), "{name}: {no_decay:?}");
         assert!(
-            no_decay.iter().all(|p| p.ends_with(".bias") || norms.contains(p)),
+            no_decay
+                .iter()
+                .all(|p| p.ends_with(".bias") || norms.contains(p)),
             "{name}: {no_decay:?}"
         );
     }

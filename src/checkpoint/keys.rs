@@ -110,7 +110,9 @@ pub fn base_prefix(arch: Architecture) -> &'static str {
 /// What a LoRA run trains in full and PEFT saves whole (`modules_to_save`): the transformers
 /// module names, and the Burn path prefixes their parameters have. DeBERTa's `ContextPooler`
 /// is among them, as its base checkpoints have none (a frozen pooler would stay random).
-pub fn full_trained_modules(arch: Architecture) -> (&'static [&'static str], &'static [&'static str]) {
+pub fn full_trained_modules(
+    arch: Architecture,
+) -> (&'static [&'static str], &'static [&'static str]) {
     match arch {
         DistilBert => (&["pre_classifier", "classifier"], &["head."]),
         ModernBert => (&["head", "classifier"], &["head."]),
@@ -226,7 +228,11 @@ mod tests {
             Some("encoder.conv.layer_norm.bias")
         );
         assert_eq!(
-            hf_to_burn(DebertaV2, "encoder.layer.1.attention.self.pos_key_proj.weight").as_deref(),
+            hf_to_burn(
+                DebertaV2,
+                "encoder.layer.1.attention.self.pos_key_proj.weight"
+            )
+            .as_deref(),
             Some("encoder.layer.1.attention.self_attn.pos_key_proj.weight")
         );
         assert_eq!(hf_to_burn(DebertaV2, "lm_predictions.lm_head.bias"), None);

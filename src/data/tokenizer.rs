@@ -220,9 +220,20 @@ fn encoded(encoding: &tokenizers::Encoding) -> Encoded {
     }
 }
 
+/// SentencePiece model files that stand in for `tokenizer.json` in some hub repositories.
+const SENTENCEPIECE_FILES: [&str; 3] = ["spm.model", "spiece.model", "sentencepiece.bpe.model"];
+
 fn wordpiece_from_vocab(dir: &Path) -> Result<Tokenizer> {
     let vocab = dir.join("vocab.txt");
     if !vocab.is_file() {
+        // DeBERTa-v3's hub repositories, among others, ship only the SentencePiece model, which
+        // transformers converts on the fly (with the `sentencepiece` package).
+        if let Some(spm) = SENTENCEPIECE_FILES.iter().find(|f| dir.join(f).is_file()) {
+            return Err(Error::Tokenizer(format!(
+                "{}: no tokenizer.json, only the SentencePiece model {spm}; write one with Python transformers: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)",
+                dir.display()
+            )));
+        }
         return Err(Error::Tokenizer(format!(
             "{}: neither tokenizer.json nor vocab.txt found",
             dir.display()

@@ -7,7 +7,33 @@ use burn::tensor::activation::{gelu, gelu_approximate, relu, tanh};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::config::Activation;
+/// The feed-forward activation (`hidden_act` / `activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact GELU, `x·Φ(x)` with the error function (transformers' `gelu`).
+    Gelu,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    GeluTanh,
+    /// ReLU (`relu`).
+    Relu,
+    /// tanh (`tanh`: BERT's pooler, DeBERTa-v2's default `conv_act`).
+    Tanh,
+}
+
+impl Activation {
+    /// transformers' `ACT2FN` name, or a one-line error naming the field and the choices.
+    pub(crate) fn parse(name: &str, field: &str) -> std::result::Result<Self, String> {
+        match name {
+            "gelu" => Ok(Self::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
+            "relu" => Ok(Self::Relu),
+            "tanh" => Ok(Self::Tanh),
+            _ => Err(format!(
+                "unsupported {field} '{name}' (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, tanh)"
+            )),
+        }
+    }
+}
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;

@@ -108,7 +108,13 @@ impl BertSelfAttention {
         let (q, k, v) = (heads(&self.query), heads(&self.key), heads(&self.value));
         let masks = [key_mask(pad_mask)];
         let scores = Scores::default();
-        merge_heads(scaled_dot_product(c, [q, k, v], &masks, scores, &self.dropout))
+        merge_heads(scaled_dot_product(
+            c,
+            [q, k, v],
+            &masks,
+            scores,
+            &self.dropout,
+        ))
     }
 }
 
@@ -121,7 +127,8 @@ pub(crate) fn key_mask(pad_mask: Tensor<2, Bool>) -> Tensor<4, Bool> {
 /// `[batch, seq, heads·head_dim]` -> `[batch, heads, seq, head_dim]`
 pub(crate) fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
     let [batch, seq, width] = x.dims();
-    x.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2)
+    x.reshape([batch, seq, heads, width / heads])
+        .swap_dims(1, 2)
 }
 
 /// `[batch, heads, seq, head_dim]` -> `[batch, seq, heads·head_dim]`
@@ -160,7 +167,11 @@ pub(crate) fn scaled_dot_product(
     let [batch, heads, seq, head_dim] = q.dims();
     let device = q.device();
     let Scores { scale, bias } = scores;
-    if scale.is_none() && bias.is_none() && !device.is_autodiff() && crate::backend::fused_attention_works(&device) {
+    if scale.is_none()
+        && bias.is_none()
+        && !device.is_autodiff()
+        && crate::backend::fused_attention_works(&device)
+    {
         let full = [batch, heads, seq, seq];
         let mut mask = masks[0].clone().expand(full);
         for other in &masks[1..] {

@@ -10,8 +10,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::deberta_v2::DebertaV2Config;
-use super::modernbert::ModernBertConfig;
+use super::activation::Activation;
+use super::deberta_v2::config::DebertaV2Config;
+use super::modernbert::config::ModernBertConfig;
 use crate::error::{Error, Result};
 
 /// The supported model families (`model_type` in `config.json`).
@@ -111,34 +112,6 @@ const MODEL_TYPES: [(&str, Architecture, &str); 9] = [
         "DebertaV2ForSequenceClassification",
     ),
 ];
-
-/// The feed-forward activation (`hidden_act` / `activation`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// Exact GELU, `x·Φ(x)` with the error function (transformers' `gelu`).
-    Gelu,
-    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
-    GeluTanh,
-    /// ReLU (`relu`).
-    Relu,
-    /// tanh (`tanh`: BERT's pooler, DeBERTa-v2's default `conv_act`).
-    Tanh,
-}
-
-impl Activation {
-    /// transformers' `ACT2FN` name, or a one-line error naming the field and the choices.
-    pub(crate) fn parse(name: &str, field: &str) -> std::result::Result<Self, String> {
-        match name {
-            "gelu" => Ok(Self::Gelu),
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Self::GeluTanh),
-            "relu" => Ok(Self::Relu),
-            "tanh" => Ok(Self::Tanh),
-            _ => Err(format!(
-                "unsupported {field} '{name}' (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, tanh)"
-            )),
-        }
-    }
-}
 
 /// What the classification head is trained for (`problem_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,7 +223,11 @@ struct RawConfig {
     num_attention_heads: usize,
     #[serde(alias = "hidden_dim")]
     intermediate_size: usize,
-    #[serde(alias = "activation", alias = "hidden_activation", default = "default_act")]
+    #[serde(
+        alias = "activation",
+        alias = "hidden_activation",
+        default = "default_act"
+    )]
     hidden_act: String,
     #[serde(alias = "dropout", default = "default_dropout")]
     hidden_dropout_prob: f64,
@@ -318,9 +295,8 @@ impl ModelConfig {
             serde_json::from_value(raw.clone()).map_err(|e| parse_err(e.to_string()))?;
         let hidden_act = Activation::parse(&cfg.hidden_act, "activation").map_err(unsupported)?;
         let family = match architecture {
-            Architecture::ModernBert => {
-                ModernBertConfig::from_json(&raw, cfg.num_hidden_layers).map(FamilyConfig::ModernBert)
-            }
+            Architecture::ModernBert => ModernBertConfig::from_json(&raw, cfg.num_hidden_layers)
+                .map(FamilyConfig::ModernBert),
             Architecture::DebertaV2 => {
                 DebertaV2Config::from_json(&raw, cfg.hidden_size).map(FamilyConfig::DebertaV2)
             }

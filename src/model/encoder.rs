@@ -5,9 +5,9 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::tensor::{Bool, Device, Tensor};
 
-use super::activation::activate;
+use super::activation::{Activation, activate};
 use super::attention::{BertAttention, add_and_norm, layer_norm, linear};
-use super::config::{Activation, Architecture, ModelConfig};
+use super::config::{Architecture, ModelConfig};
 use super::mixed::Compute;
 
 /// First feed-forward projection with the activation (no dropout here, as in transformers).

@@ -8,189 +8,36 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig};
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, Linear, PaddingConfig1d};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, Linear, PaddingConfig1d,
+};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use serde::Deserialize;
-use serde_json::Value;
 
+use super::activation::Activation;
 use super::activation::activate;
 use super::attention::{
     BertSelfOutput, Scores, key_mask, layer_norm, linear, merge_heads, normal_linear,
     scaled_dot_product, split_heads,
 };
 use super::classifier::{BertPooler, ClassificationHead, ClassifierOutput};
-use super::config::{Activation, FamilyConfig, ModelConfig};
+use super::config::{FamilyConfig, ModelConfig};
 use super::dropout::dropout;
-use super::encoder::{BertIntermediate, BertOutput, BertLayer};
+use super::encoder::{BertIntermediate, BertLayer, BertOutput};
 use super::mixed::Compute;
 
-/// DeBERTa-v2's settings beyond the shared ones.
-#[derive(Clone, Debug)]
-pub struct DebertaV2Config {
-    /// Relative-position attention (`relative_attention`).
-    pub relative_attention: bool,
-    /// Log buckets of relative positions (`position_buckets`; `None`: exact positions).
-    pub position_buckets: Option<usize>,
-    /// Largest relative distance (`max_relative_positions`, `max_position_embeddings` when < 1).
-    pub max_relative_positions: usize,
-    /// Content-to-position scores (`pos_att_type` has `c2p`).
-    pub c2p: bool,
-    /// Position-to-content scores (`pos_att_type` has `p2c`).
-    pub p2c: bool,
-    /// Positions projected by the content projections (`share_att_key`).
-    pub share_att_key: bool,
-    /// LayerNorm on the relative embeddings (`norm_rel_ebd` has `layer_norm`).
-    pub norm_rel_ebd: bool,
-    /// Absolute position embeddings added to the input (`position_biased_input`).
-    pub position_biased_input: bool,
-    /// v2's convolution after the first layer: `(conv_kernel_size, conv_groups, conv_act)`.
-    pub conv: Option<(usize, usize, Activation)>,
-    /// Dropout of `ContextPooler` (`pooler_dropout`).
-    pub pooler_dropout: f64,
-    /// Activation of `ContextPooler` (`pooler_hidden_act`).
-    pub pooler_hidden_act: Activation,
-}
+pub(crate) mod config;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PosAttType {
-    Joined(String),
-    List(Vec<String>),
-}
+pub use config::{DebertaV2Config, log_bucket};
 
-#[derive(Deserialize)]
-struct RawDeberta {
-    #[serde(default)]
-    relative_attention: bool,
-    #[serde(default = "minus_one")]
-    position_buckets: i64,
-    #[serde(default = "minus_one")]
-    max_relative_positions: i64,
-    max_position_embeddings: usize,
-    pos_att_type: Option<PosAttType>,
-    #[serde(default)]
-    share_att_key: bool,
-    norm_rel_ebd: Option<String>,
-    #[serde(default = "yes")]
-    position_biased_input: bool,
-    #[serde(default)]
-    conv_kernel_size: usize,
-    #[serde(default = "one")]
-    conv_groups: usize,
-    #[serde(default = "tanh")]
-    conv_act: String,
-    #[serde(default)]
-    pooler_dropout: f64,
-    #[serde(default = "gelu")]
-    pooler_hidden_act: String,
-    pooler_hidden_size: Option<usize>,
-    attention_head_size: Option<usize>,
-    num_attention_heads: usize,
-    hidden_size: usize,
-}
-
-fn minus_one() -> i64 {
-    -1
-}
-fn yes() -> bool {
-    true
-}
-fn one() -> usize {
-    1
-}
-fn tanh() -> String {
-    "tanh".into()
-}
-fn gelu() -> String {
-    "gelu".into()
-}
-
-impl DebertaV2Config {
-    /// Reads DeBERTa-v2's fields from `config.json` (`hidden` is `hidden_size`); the error is
-    /// one line naming the field.
-    pub fn from_json(raw: &Value, hidden: usize) -> Result<Self, String> {
-        let cfg: RawDeberta = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
-        let kinds: Vec<String> = match cfg.pos_att_type {
-            None => Vec::new(),
-            Some(PosAttType::Joined(s)) => s.split('|').map(|k| k.trim().to_lowercase()).collect(),
-            Some(PosAttType::List(list)) => list.iter().map(|k| k.trim().to_lowercase()).collect(),
-        };
-        if let Some(other) = kinds.iter().find(|k| !["c2p", "p2c"].contains(&k.as_str())) {
-            return Err(format!(
-                "unsupported pos_att_type '{other}' (supported: c2p, p2c)"
-            ));
-        }
-        if cfg.pooler_hidden_size.is_some_and(|size| size != hidden) {
-            return Err("pooler_hidden_size different from hidden_size is not supported".into());
-        }
-        if cfg
-            .attention_head_size
-            .is_some_and(|size| size * cfg.num_attention_heads != cfg.hidden_size)
-        {
-            return Err(
-                "attention_head_size other than hidden_size / num_attention_heads is not supported"
-                    .into(),
-            );
-        }
-        let conv = match cfg.conv_kernel_size {
-            0 => None,
-            k if k % 2 == 0 => {
-                return Err(format!("conv_kernel_size {k} is even (only odd sizes keep the length)"));
-            }
-            k => Some((k, cfg.conv_groups.max(1), Activation::parse(&cfg.conv_act, "conv_act")?)),
-        };
-        let norm_rel_ebd = cfg
-            .norm_rel_ebd
-            .unwrap_or_default()
-            .to_lowercase()
-            .split('|')
-            .any(|k| k.trim() == "layer_norm");
-        Ok(Self {
-            relative_attention: cfg.relative_attention,
-            position_buckets: (cfg.position_buckets > 0).then_some(cfg.position_buckets as usize),
-            max_relative_positions: match cfg.max_relative_positions {
-                n if n < 1 => cfg.max_position_embeddings,
-                n => n as usize,
-            },
-            c2p: kinds.iter().any(|k| k == "c2p"),
-            p2c: kinds.iter().any(|k| k == "p2c"),
-            share_att_key: cfg.share_att_key,
-            norm_rel_ebd,
-            position_biased_input: cfg.position_biased_input,
-            conv,
-            pooler_dropout: cfg.pooler_dropout,
-            pooler_hidden_act: Activation::parse(&cfg.pooler_hidden_act, "pooler_hidden_act")?,
-        })
+/// The DeBERTa settings of a DeBERTa-v2 `config`.
+fn family(config: &ModelConfig) -> &DebertaV2Config {
+    match &config.family {
+        FamilyConfig::DebertaV2(family) => family,
+        _ => unreachable!(
+            "a DeBERTa module built from a {:?} config",
+            config.architecture
+        ),
     }
-
-    fn of(config: &ModelConfig) -> &Self {
-        match &config.family {
-            FamilyConfig::DebertaV2(family) => family,
-            _ => unreachable!("a DeBERTa module built from a {:?} config", config.architecture),
-        }
-    }
-
-    /// Rows on each side of the relative embeddings (`pos_ebd_size`, transformers' `att_span`).
-    pub fn att_span(&self) -> usize {
-        self.position_buckets.unwrap_or(self.max_relative_positions)
-    }
-
-    /// `1 + c2p + p2c`: every score is divided by `√(head_dim · scale_factor)`.
-    fn scale_factor(&self) -> usize {
-        1 + self.c2p as usize + self.p2c as usize
-    }
-}
-
-/// transformers' `make_log_bucket_position` for one relative position `rel = i − j`, in f32 as
-/// torch computes it: exact within `bucket_size / 2`, then log-spaced up to `max_position`.
-pub fn log_bucket(rel: i64, bucket_size: usize, max_position: usize) -> i64 {
-    let mid = (bucket_size / 2) as i64;
-    if rel.abs() <= mid {
-        return rel;
-    }
-    let ratio = ((max_position as f64 - 1.0) / mid as f64) as f32;
-    let log = ((rel.abs() as f32 / mid as f32).ln() / ratio.ln() * (mid - 1) as f32).ceil();
-    (log as i64 + mid) * rel.signum()
 }
 
 /// The relative positions of one sequence length, as indices into the relative embeddings.
@@ -250,7 +97,7 @@ pub struct DebertaV2Embeddings {
 
 impl DebertaV2Embeddings {
     fn new(config: &ModelConfig, device: &Device) -> Self {
-        let family = DebertaV2Config::of(config);
+        let family = family(config);
         let embedding = |n: usize| EmbeddingConfig::new(n, config.embedding_size).init(device);
         Self {
             word_embeddings: embedding(config.vocab_size),
@@ -356,10 +203,12 @@ pub struct Relative {
 
 impl DisentangledSelfAttention {
     fn new(config: &ModelConfig, device: &Device) -> Self {
-        let family = DebertaV2Config::of(config);
+        let family = family(config);
         let h = config.hidden_size;
-        let own = |kind: bool| (family.relative_attention && !family.share_att_key && kind)
-            .then(|| linear(h, h, device));
+        let own = |kind: bool| {
+            (family.relative_attention && !family.share_att_key && kind)
+                .then(|| linear(h, h, device))
+        };
         Self {
             query_proj: linear(h, h, device),
             key_proj: linear(h, h, device),
@@ -404,12 +253,23 @@ impl DisentangledSelfAttention {
             bias,
         };
         let masks = [key_mask(pad_mask)];
-        merge_heads(scaled_dot_product(c, [q, k, v], &masks, scores, &self.dropout))
+        merge_heads(scaled_dot_product(
+            c,
+            [q, k, v],
+            &masks,
+            scores,
+            &self.dropout,
+        ))
     }
 
     /// c2p + p2c scores, `[batch, heads, seq, seq]`, not yet scaled; `None` when `pos_att_type`
     /// asks for neither.
-    fn position_scores(&self, q: &Tensor<4>, k: &Tensor<4>, relative: &Relative) -> Option<Tensor<4>> {
+    fn position_scores(
+        &self,
+        q: &Tensor<4>,
+        k: &Tensor<4>,
+        relative: &Relative,
+    ) -> Option<Tensor<4>> {
         let c = self.compute;
         let [batch, heads, seq, _] = q.dims();
         let rel = dropout(&self.pos_dropout, relative.embeddings.clone());
@@ -552,7 +412,7 @@ pub struct DebertaV2Encoder {
 
 impl DebertaV2Encoder {
     fn new(config: &ModelConfig, device: &Device) -> Self {
-        let family = DebertaV2Config::of(config).clone();
+        let family = family(config).clone();
         let h = config.hidden_size;
         Self {
             layer: (0..config.num_hidden_layers)
@@ -565,7 +425,10 @@ impl DebertaV2Encoder {
                 .then(|| layer_norm(config, device)),
             conv: family.conv.map(|(kernel, groups, activation)| ConvLayer {
                 conv: Conv1dConfig::new(h, h, kernel)
-                    .with_padding(PaddingConfig1d::Explicit((kernel - 1) / 2, (kernel - 1) / 2))
+                    .with_padding(PaddingConfig1d::Explicit(
+                        (kernel - 1) / 2,
+                        (kernel - 1) / 2,
+                    ))
                     .with_groups(groups)
                     .init(device),
                 layer_norm: layer_norm(config, device),
@@ -577,7 +440,12 @@ impl DebertaV2Encoder {
     }
 
     /// `embedded`: `[batch, seq, hidden]`; `pad_mask`: `[batch, seq]`; `real`: `[batch, seq, 1]`.
-    pub fn forward(&self, embedded: Tensor<3>, pad_mask: Tensor<2, Bool>, real: Tensor<3>) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        embedded: Tensor<3>,
+        pad_mask: Tensor<2, Bool>,
+        real: Tensor<3>,
+    ) -> Tensor<3> {
         let [_, seq, _] = embedded.dims();
         let relative = self.rel_embeddings.as_ref().map(|table| {
             let weights = table.weight.val();
@@ -617,7 +485,7 @@ pub struct DebertaV2Classifier {
 impl DebertaV2Classifier {
     /// A freshly initialised model sized by `config` (a DeBERTa-v2 config).
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
-        let family = DebertaV2Config::of(config);
+        let family = family(config);
         Self {
             embeddings: DebertaV2Embeddings::new(config, device),
             encoder: DebertaV2Encoder::new(config, device),
@@ -689,7 +557,16 @@ mod tests {
             assert_eq!(log_bucket(rel, 256, 512), bucket, "rel {rel}");
         }
         // The fixtures' 8 buckets over 64 positions.
-        for (rel, bucket) in [(4, 4), (5, 5), (7, 5), (9, 5), (23, 6), (-23, -6), (200, 9), (1000, 11)] {
+        for (rel, bucket) in [
+            (4, 4),
+            (5, 5),
+            (7, 5),
+            (9, 5),
+            (23, 6),
+            (-23, -6),
+            (200, 9),
+            (1000, 11),
+        ] {
             assert_eq!(log_bucket(rel, 8, 64), bucket, "rel {rel}");
         }
     }

@@ -8,194 +8,35 @@
 //! transformers unpads the batch; here padded keys are masked, and the mean pooling averages
 //! real tokens only, so padding changes no prediction (the parity tests run padded batches).
 
-use std::collections::BTreeMap;
-
 use burn::module::Module;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use serde::Deserialize;
-use serde_json::Value;
 
+use super::activation::Activation;
 use super::activation::activate;
 use super::attention::{
     Scores, key_mask, merge_heads, normal_linear, scaled_dot_product, split_heads,
 };
 use super::classifier::{ClassifierOutput, first_token};
-use super::config::{Activation, FamilyConfig, ModelConfig};
+use super::config::{FamilyConfig, ModelConfig};
 use super::dropout::dropout;
 use super::mixed::Compute;
 
-/// How the classifier pools the last hidden state (`classifier_pooling`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pooling {
-    /// The first token (`cls`).
-    Cls,
-    /// The mean over real tokens (`mean`).
-    Mean,
-}
+pub(crate) mod config;
 
-/// ModernBERT's settings beyond the shared ones (`config.json`, both the hub's spelling with
-/// `global_rope_theta` / `global_attn_every_n_layers` and transformers 5's `layer_types` /
-/// `rope_parameters`).
-#[derive(Clone, Debug)]
-pub struct ModernBertConfig {
-    /// Per layer: `true` for global attention, `false` for the local window.
-    pub global_layers: Vec<bool>,
-    /// Rotary base of the global layers (`global_rope_theta`, default 160000).
-    pub global_rope_theta: f64,
-    /// Rotary base of the local layers (`local_rope_theta`, default 10000).
-    pub local_rope_theta: f64,
-    /// Local layers see keys at most `local_attention / 2` positions away.
-    pub local_attention: usize,
-    /// Biases of the LayerNorms (`norm_bias`).
-    pub norm_bias: bool,
-    /// Biases of `Wqkv` and the attention's `Wo` (`attention_bias`).
-    pub attention_bias: bool,
-    /// Biases of the MLP's `Wi` and `Wo` (`mlp_bias`).
-    pub mlp_bias: bool,
-    /// Bias of the head's dense layer (`classifier_bias`).
-    pub classifier_bias: bool,
-    /// Dropout after the embedding norm (`embedding_dropout`).
-    pub embedding_dropout: f64,
-    /// Dropout inside the MLP (`mlp_dropout`).
-    pub mlp_dropout: f64,
-    /// Dropout on the attention probabilities and output (`attention_dropout`).
-    pub attention_dropout: f64,
-    /// Pooling of the classifier (`classifier_pooling`).
-    pub classifier_pooling: Pooling,
-    /// Activation of the head (`classifier_activation`).
-    pub classifier_activation: Activation,
-}
+pub use config::{ModernBertConfig, Pooling};
 
-#[derive(Deserialize)]
-struct RopeParameters {
-    rope_type: Option<String>,
-    rope_theta: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct RawModernBert {
-    #[serde(default = "every_third")]
-    global_attn_every_n_layers: usize,
-    layer_types: Option<Vec<String>>,
-    rope_parameters: Option<BTreeMap<String, RopeParameters>>,
-    global_rope_theta: Option<f64>,
-    local_rope_theta: Option<f64>,
-    rope_scaling: Option<Value>,
-    #[serde(default = "window")]
-    local_attention: usize,
-    #[serde(default)]
-    norm_bias: bool,
-    #[serde(default)]
-    attention_bias: bool,
-    #[serde(default)]
-    mlp_bias: bool,
-    #[serde(default)]
-    classifier_bias: bool,
-    #[serde(default)]
-    embedding_dropout: f64,
-    #[serde(default)]
-    mlp_dropout: f64,
-    #[serde(default)]
-    attention_dropout: f64,
-    #[serde(default = "cls")]
-    classifier_pooling: String,
-    #[serde(default = "gelu")]
-    classifier_activation: String,
-}
-
-fn every_third() -> usize {
-    3
-}
-fn window() -> usize {
-    128
-}
-fn cls() -> String {
-    "cls".into()
-}
-fn gelu() -> String {
-    "gelu".into()
-}
-
-impl ModernBertConfig {
-    /// Reads ModernBERT's fields from `config.json`; `layers` is `num_hidden_layers`. The error
-    /// is one line naming the field.
-    pub fn from_json(raw: &Value, layers: usize) -> Result<Self, String> {
-        let cfg: RawModernBert = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
-        if cfg.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err("ModernBERT with rope_scaling is not supported".into());
-        }
-        let global_layers = match &cfg.layer_types {
-            Some(types) => types
-                .iter()
-                .map(|t| match t.as_str() {
-                    "full_attention" => Ok(true),
-                    "sliding_attention" => Ok(false),
-                    other => Err(format!("unsupported layer_types entry '{other}'")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            None if cfg.global_attn_every_n_layers == 0 => {
-                return Err("global_attn_every_n_layers must be at least 1".into());
-            }
-            None => (0..layers)
-                .map(|i| i % cfg.global_attn_every_n_layers == 0)
-                .collect(),
-        };
-        if global_layers.len() != layers {
-            return Err(format!(
-                "layer_types has {} entries for {layers} layers",
-                global_layers.len()
-            ));
-        }
-        let theta = |kind: &str, flat: Option<f64>, default: f64| {
-            let params = cfg.rope_parameters.as_ref().and_then(|p| p.get(kind));
-            match params.and_then(|p| p.rope_type.as_deref()) {
-                None | Some("default") => Ok(params
-                    .and_then(|p| p.rope_theta)
-                    .or(flat)
-                    .unwrap_or(default)),
-                Some(other) => Err(format!(
-                    "unsupported rope_type '{other}' for {kind} (only 'default')"
-                )),
-            }
-        };
-        let classifier_pooling = match cfg.classifier_pooling.as_str() {
-            "cls" => Pooling::Cls,
-            "mean" => Pooling::Mean,
-            other => {
-                return Err(format!(
-                    "unsupported classifier_pooling '{other}' (supported: cls, mean)"
-                ));
-            }
-        };
-        Ok(Self {
-            global_rope_theta: theta("full_attention", cfg.global_rope_theta, 160_000.0)?,
-            local_rope_theta: theta("sliding_attention", cfg.local_rope_theta, 10_000.0)?,
-            global_layers,
-            local_attention: cfg.local_attention,
-            norm_bias: cfg.norm_bias,
-            attention_bias: cfg.attention_bias,
-            mlp_bias: cfg.mlp_bias,
-            classifier_bias: cfg.classifier_bias,
-            embedding_dropout: cfg.embedding_dropout,
-            mlp_dropout: cfg.mlp_dropout,
-            attention_dropout: cfg.attention_dropout,
-            classifier_pooling,
-            classifier_activation: Activation::parse(
-                &cfg.classifier_activation,
-                "classifier_activation",
-            )?,
-        })
-    }
-
-    fn of(config: &ModelConfig) -> &Self {
-        match &config.family {
-            FamilyConfig::ModernBert(family) => family,
-            _ => unreachable!("a ModernBERT module built from a {:?} config", config.architecture),
-        }
+/// The ModernBERT settings of a ModernBERT `config`.
+fn family(config: &ModelConfig) -> &ModernBertConfig {
+    match &config.family {
+        FamilyConfig::ModernBert(family) => family,
+        _ => unreachable!(
+            "a ModernBERT module built from a {:?} config",
+            config.architecture
+        ),
     }
 }
 
@@ -203,7 +44,7 @@ impl ModernBertConfig {
 fn norm(config: &ModelConfig, device: &Device) -> LayerNorm {
     LayerNormConfig::new(config.hidden_size)
         .with_epsilon(config.layer_norm_eps)
-        .with_bias(ModernBertConfig::of(config).norm_bias)
+        .with_bias(family(config).norm_bias)
         .init(device)
 }
 
@@ -312,7 +153,9 @@ fn rotate(x: Tensor<4>, cos: Tensor<4>, sin: Tensor<4>) -> Tensor<4> {
     let [batch, heads, seq, head_dim] = x.dims();
     let half = head_dim / 2;
     let x1 = x.clone().slice([0..batch, 0..heads, 0..seq, 0..half]);
-    let x2 = x.clone().slice([0..batch, 0..heads, 0..seq, half..head_dim]);
+    let x2 = x
+        .clone()
+        .slice([0..batch, 0..heads, 0..seq, half..head_dim]);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos + rotated * sin
 }
@@ -370,7 +213,7 @@ pub struct ModernBertEncoderLayer {
 
 impl ModernBertEncoderLayer {
     fn new(config: &ModelConfig, index: usize, device: &Device) -> Self {
-        let family = ModernBertConfig::of(config);
+        let family = family(config);
         let h = config.hidden_size;
         let global = family.global_layers[index];
         Self {
@@ -478,7 +321,7 @@ pub struct ModernBertClassifier {
 impl ModernBertClassifier {
     /// A freshly initialised model sized by `config` (a ModernBERT config).
     pub fn new(config: &ModelConfig, device: &Device) -> Self {
-        let family = ModernBertConfig::of(config);
+        let family = family(config);
         let h = config.hidden_size;
         let out_std = config.initializer_range / (2.0 * config.num_hidden_layers as f64).sqrt();
         Self {
@@ -499,7 +342,13 @@ impl ModernBertClassifier {
                 dense: normal_linear(h, h, out_std, family.classifier_bias, device),
                 norm: norm(config, device),
                 drop: DropoutConfig::new(config.head_dropout()).init(),
-                classifier: normal_linear(h, config.num_labels(), (h as f64).powf(-0.5), true, device),
+                classifier: normal_linear(
+                    h,
+                    config.num_labels(),
+                    (h as f64).powf(-0.5),
+                    true,
+                    device,
+                ),
                 activation: family.classifier_activation,
                 pooling: family.classifier_pooling,
                 compute: Compute::default(),
@@ -529,9 +378,7 @@ impl ModernBertClassifier {
             hidden = layer.forward(hidden, pad_mask.clone());
         }
         let last_hidden_state = self.model.final_norm.forward(hidden);
-        let logits = self
-            .head
-            .forward(last_hidden_state.clone(), attention_mask);
+        let logits = self.head.forward(last_hidden_state.clone(), attention_mask);
         ClassifierOutput {
             last_hidden_state,
             pooler_output: None,
@@ -553,7 +400,7 @@ mod tests {
         );
         let config = ModelConfig::from_json_str(&text, Path::new("config.json"))
             .map_err(|e| e.to_string())?;
-        Ok(ModernBertConfig::of(&config).clone())
+        Ok(family(&config).clone())
     }
 
     /// The hub's configs (answerdotai/ModernBERT-base) spell the layout with
@@ -589,8 +436,14 @@ mod tests {
                 r#","rope_parameters":{"full_attention":{"rope_type":"yarn","rope_theta":1.0}}"#,
                 "rope_type 'yarn'",
             ),
-            (r#","layer_types":["full_attention"]"#, "1 entries for 4 layers"),
-            (r#","classifier_activation":"swish""#, "classifier_activation 'swish'"),
+            (
+                r#","layer_types":["full_attention"]"#,
+                "1 entries for 4 layers",
+            ),
+            (
+                r#","classifier_activation":"swish""#,
+                "classifier_activation 'swish'",
+            ),
         ] {
             let err = parse(extra).unwrap_err();
             assert!(err.contains(needle), "{err}");
