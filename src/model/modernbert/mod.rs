@@ -99,11 +99,34 @@ pub struct ModernBertAttention {
     pub compute: Compute,
 }
 
+/// What every layer of one attention kind (global, or local with its window) takes in a forward
+/// pass, built once for all of them: the rotary tables and the masks.
+#[derive(Clone, Debug)]
+pub struct AttentionInputs {
+    /// `[1, 1, seq, head_dim]` cosines and sines of the rotary angles.
+    pub rotary: (Tensor<4>, Tensor<4>),
+    /// The padded keys `[batch, 1, 1, seq]` and, for local attention, the keys outside the
+    /// window `[1, 1, seq, seq]`; `true` where hidden.
+    pub masks: Vec<Tensor<4, Bool>>,
+}
+
 impl ModernBertAttention {
-    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask`: `[batch, seq]`, `true` on
-    /// padding.
-    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
-        let [_, seq, _] = hidden.dims();
+    /// This layer's [`AttentionInputs`]; `pad_mask`: `[batch, seq]`, `true` on padding.
+    pub fn inputs(&self, pad_mask: Tensor<2, Bool>, head_dim: usize) -> AttentionInputs {
+        let [_, seq] = pad_mask.dims();
+        let device = pad_mask.device();
+        let mut masks = vec![key_mask(pad_mask)];
+        if let Some(window) = self.window {
+            masks.push(outside_window(seq, window, &device));
+        }
+        AttentionInputs {
+            rotary: rotary(seq, head_dim, self.rope_theta, &device),
+            masks,
+        }
+    }
+
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
+    pub fn forward(&self, hidden: Tensor<3>, inputs: &AttentionInputs) -> Tensor<3> {
         let c = self.compute;
         let qkv = c.linear(&self.wqkv, hidden).chunk(3, 2);
         let [q, k, v] = <[Tensor<3>; 3]>::try_from(qkv).expect("three chunks");
@@ -112,17 +135,22 @@ impl ModernBertAttention {
             split_heads(k, self.num_heads),
             split_heads(v, self.num_heads),
         );
-        let [_, _, _, head_dim] = q.dims();
-        let device = q.device();
-        let (cos, sin) = rotary(seq, head_dim, self.rope_theta, &device);
+        let (cos, sin) = inputs.rotary.clone();
         let q = rotate(q, cos.clone(), sin.clone());
         let k = rotate(k, cos, sin);
-        let mut masks = vec![key_mask(pad_mask)];
-        if let Some(window) = self.window {
-            masks.push(outside_window(seq, window, &device));
-        }
-        let context = scaled_dot_product(c, [q, k, v], &masks, Scores::default(), &self.attn_drop);
+        let context = scaled_dot_product(
+            c,
+            [q, k, v],
+            &inputs.masks,
+            Scores::default(),
+            &self.attn_drop,
+        );
         dropout(&self.out_drop, c.linear(&self.wo, merge_heads(context)))
+    }
+
+    /// The attention kind: layers with the same one share their [`AttentionInputs`].
+    fn kind(&self) -> (u64, Option<usize>) {
+        (self.rope_theta.to_bits(), self.window)
     }
 }
 
@@ -243,13 +271,13 @@ impl ModernBertEncoderLayer {
         }
     }
 
-    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask`: `[batch, seq]`.
-    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
+    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
+    pub fn forward(&self, hidden: Tensor<3>, inputs: &AttentionInputs) -> Tensor<3> {
         let normed = match &self.attn_norm {
             Some(norm) => norm.forward(hidden.clone()),
             None => hidden.clone(),
         };
-        let hidden = hidden + self.attn.forward(normed, pad_mask);
+        let hidden = hidden + self.attn.forward(normed, inputs);
         hidden.clone() + self.mlp.forward(self.mlp_norm.forward(hidden))
     }
 }
@@ -372,10 +400,23 @@ impl ModernBertClassifier {
         input_ids: Tensor<2, Int>,
         attention_mask: Tensor<2, Int>,
     ) -> ClassifierOutput {
-        let pad_mask = attention_mask.clone().equal_elem(0);
+        let pad_mask: Tensor<2, Bool> = attention_mask.clone().equal_elem(0);
         let mut hidden = self.model.embeddings.forward(input_ids);
+        let [_, _, width] = hidden.dims();
+        // One set of rotary tables and masks per attention kind (global, local), not per layer:
+        // a local mask of 8,192 tokens is 64 MiB.
+        let mut kinds: Vec<((u64, Option<usize>), AttentionInputs)> = Vec::new();
         for layer in &self.model.layers {
-            hidden = layer.forward(hidden, pad_mask.clone());
+            let kind = layer.attn.kind();
+            let index = match kinds.iter().position(|(k, _)| *k == kind) {
+                Some(index) => index,
+                None => {
+                    let head_dim = width / layer.attn.num_heads;
+                    kinds.push((kind, layer.attn.inputs(pad_mask.clone(), head_dim)));
+                    kinds.len() - 1
+                }
+            };
+            hidden = layer.forward(hidden, &kinds[index].1);
         }
         let last_hidden_state = self.model.final_norm.forward(hidden);
         let logits = self.head.forward(last_hidden_state.clone(), attention_mask);
