@@ -172,3 +172,40 @@ pub fn log_bucket(rel: i64, bucket_size: usize, max_position: usize) -> i64 {
     let log = ((rel.abs() as f32 / mid as f32).ln() / ratio.ln() * (mid - 1) as f32).ceil();
     (log as i64 + mid) * rel.signum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// transformers' `make_log_bucket_position(rel, 256, 512)` for DeBERTa-v3's defaults, as
+    /// torch computed them (transformers 5.24): exact up to ±128, log-spaced beyond.
+    #[test]
+    fn log_buckets_match_transformers() {
+        for (rel, bucket) in [
+            (0, 0),
+            (5, 5),
+            (-128, -128),
+            (128, 128),
+            (129, 129),
+            (200, 169),
+            (-200, -169),
+            (511, 255),
+            (1000, 317),
+        ] {
+            assert_eq!(log_bucket(rel, 256, 512), bucket, "rel {rel}");
+        }
+        // The fixtures' 8 buckets over 64 positions.
+        for (rel, bucket) in [
+            (4, 4),
+            (5, 5),
+            (7, 5),
+            (9, 5),
+            (23, 6),
+            (-23, -6),
+            (200, 9),
+            (1000, 11),
+        ] {
+            assert_eq!(log_bucket(rel, 8, 64), bucket, "rel {rel}");
+        }
+    }
+}
