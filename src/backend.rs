@@ -184,35 +184,70 @@ pub fn cheap_host_access(device: &Device) -> bool {
 /// mask (`true` = masked) to torch's SDPA, whose boolean mask means the opposite, so there the
 /// answer is no and inference keeps the unfused ops.
 pub fn fused_attention_works(device: &Device) -> bool {
+    fused_attention_check(device, false)
+}
+
+/// Whether Burn's fused attention also adds an attention bias and applies a custom scale (as
+/// DeBERTa's relative positions need) on `device`, besides masking; checked once per device.
+pub fn fused_attention_with_bias_works(device: &Device) -> bool {
+    fused_attention_check(device, true)
+}
+
+/// The per-device checks of the two functions above, cached by device and kind.
+fn fused_attention_check(device: &Device, with_bias: bool) -> bool {
     use burn::tensor::module::attention;
     use burn::tensor::ops::AttentionModuleOptions;
     use burn::tensor::{Bool, Tensor, TensorData};
-    static CHECKED: std::sync::Mutex<Vec<(Device, bool)>> = std::sync::Mutex::new(Vec::new());
+    type Checked = Vec<(Device, bool, bool)>;
+    static CHECKED: std::sync::Mutex<Checked> = std::sync::Mutex::new(Vec::new());
     let device = device.clone().without_autodiff();
     let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, works)) = checked.iter().find(|(d, _)| *d == device) {
+    if let Some((.., works)) = checked
+        .iter()
+        .find(|(d, bias, _)| *d == device && *bias == with_bias)
+    {
         return *works;
     }
-    // One query, two keys with equal scores, values 1 and 3; the second key masked: 1.
     let tensor = |values: Vec<f32>, shape: [usize; 4]| {
         Tensor::<4>::from_data(TensorData::new(values, shape), &device)
     };
-    let mask =
-        Tensor::<4, Bool>::from_data(TensorData::new(vec![false, true], [1, 1, 1, 2]), &device);
-    let out = attention(
-        tensor(vec![1.0], [1, 1, 1, 1]),
-        tensor(vec![0.0, 0.0], [1, 1, 2, 1]),
-        tensor(vec![1.0, 3.0], [1, 1, 2, 1]),
-        Some(mask),
-        None,
-        AttentionModuleOptions::default(),
-    );
+    let mask = |values: Vec<bool>, shape: [usize; 4]| {
+        Tensor::<4, Bool>::from_data(TensorData::new(values, shape), &device)
+    };
+    let (out, expected) = if with_bias {
+        // One query, three keys with raw scores 1, 0, 0 scaled by 10, biases 0, 10, 20, the
+        // third key masked: scores 10, 10, masked, so the mean of the values 1 and 3. Without
+        // the scale it would be about 3, without the bias about 1, without the mask about 5.
+        let out = attention(
+            tensor(vec![1.0], [1, 1, 1, 1]),
+            tensor(vec![1.0, 0.0, 0.0], [1, 1, 3, 1]),
+            tensor(vec![1.0, 3.0, 5.0], [1, 1, 3, 1]),
+            Some(mask(vec![false, false, true], [1, 1, 1, 3])),
+            Some(tensor(vec![0.0, 10.0, 20.0], [1, 1, 1, 3])),
+            AttentionModuleOptions {
+                scale: Some(10.0),
+                ..AttentionModuleOptions::default()
+            },
+        );
+        (out, 2.0)
+    } else {
+        // One query, two keys with equal scores, values 1 and 3; the second key masked: 1.
+        let out = attention(
+            tensor(vec![1.0], [1, 1, 1, 1]),
+            tensor(vec![0.0, 0.0], [1, 1, 2, 1]),
+            tensor(vec![1.0, 3.0], [1, 1, 2, 1]),
+            Some(mask(vec![false, true], [1, 1, 1, 2])),
+            None,
+            AttentionModuleOptions::default(),
+        );
+        (out, 1.0)
+    };
     let works = out
         .into_data()
         .convert::<f32>()
         .to_vec::<f32>()
-        .is_ok_and(|v| v.len() == 1 && (v[0] - 1.0).abs() < 1e-2);
-    checked.push((device, works));
+        .is_ok_and(|v| v.len() == 1 && (v[0] - expected).abs() < 1e-2);
+    checked.push((device, with_bias, works));
     works
 }
 

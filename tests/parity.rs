@@ -146,6 +146,12 @@ fn modernbert_matches_transformers() {
 /// embedding_size ≠ hidden_size).
 #[test]
 fn deberta_v3_and_v2_match_transformers() {
+    // On flex, inference runs Burn's fused attention with DeBERTa's bias and scale, so this also
+    // checks that path.
+    #[cfg(feature = "flex")]
+    assert!(burnbert::backend::fused_attention_with_bias_works(
+        &burn::tensor::Device::flex()
+    ));
     for name in ["deberta-v3", "deberta-v2"] {
         let dir = fixtures().join(name);
         check_parity(&dir, &dir.join("reference.safetensors"));

@@ -154,9 +154,10 @@ pub(crate) struct Scores {
 /// - `scores`: the scale and bias (`Scores::default()`: `√head_dim`, none)
 /// - returns `[batch, heads, seq, head_dim]`
 ///
-/// Without autodiff (no dropout) and with default scores, the backend's fused attention runs (flash
-/// kernels on CubeCL, flex's own; not tch, see `fused_attention_works`); Burn's autodiff would
-/// fall back to these same ops.
+/// Without autodiff (no dropout), the backend's fused attention runs where it computes these
+/// scores right (flash kernels on CubeCL, flex's own; not tch: see `fused_attention_works`, and
+/// `fused_attention_with_bias_works` for a scale and bias); Burn's autodiff would fall back to
+/// these same ops.
 pub(crate) fn scaled_dot_product(
     c: Compute,
     [q, k, v]: [Tensor<4>; 3],
@@ -167,17 +168,19 @@ pub(crate) fn scaled_dot_product(
     let [batch, heads, seq, head_dim] = q.dims();
     let device = q.device();
     let Scores { scale, bias } = scores;
-    if scale.is_none()
-        && bias.is_none()
-        && !device.is_autodiff()
-        && crate::backend::fused_attention_works(&device)
-    {
+    let fused = !device.is_autodiff()
+        && if scale.is_none() && bias.is_none() {
+            crate::backend::fused_attention_works(&device)
+        } else {
+            crate::backend::fused_attention_with_bias_works(&device)
+        };
+    if fused {
         let full = [batch, heads, seq, seq];
         let mut mask = masks[0].clone().expand(full);
         for other in &masks[1..] {
             mask = mask.bool_or(other.clone().expand(full));
         }
-        return c.attention(q, k, v, mask);
+        return c.attention([q, k, v], mask, bias, scale);
     }
     let scale = scale.unwrap_or((head_dim as f64).sqrt());
     let mut scores = c.matmul(q, k.swap_dims(2, 3)) / scale;

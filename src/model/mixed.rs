@@ -34,19 +34,23 @@ impl Compute {
         a.cast(dtype).matmul(b.cast(dtype)).cast(back)
     }
 
-    /// `softmax(q kᵀ / √head_dim, masked) v` as one fused op, in the compute type, returned in
-    /// `q`'s. `q`, `k`, `v`: `[batch, heads, seq, head_dim]`; `mask`: `[batch, heads, seq, seq]`,
-    /// `true` where a key is padding.
+    /// `softmax(q kᵀ / scale + bias, masked) v` as one fused op, in the compute type, returned
+    /// in `q`'s. `q`, `k`, `v`: `[batch, heads, seq, head_dim]`; `mask`: `[batch, heads, seq,
+    /// seq]`, `true` where a key is padding; `bias`: `[batch, heads, seq, seq]`; `scale`:
+    /// `None` for √head_dim.
     pub fn attention(
         self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
+        [q, k, v]: [Tensor<4>; 3],
         mask: Tensor<4, Bool>,
+        bias: Option<Tensor<4>>,
+        scale: Option<f64>,
     ) -> Tensor<4> {
-        let options = AttentionModuleOptions::default();
+        let options = AttentionModuleOptions {
+            scale: scale.map(|s| 1.0 / s),
+            ..AttentionModuleOptions::default()
+        };
         let Some(dtype) = self.0 else {
-            return attention(q, k, v, Some(mask), None, options);
+            return attention(q, k, v, Some(mask), bias, options);
         };
         let back = q.dtype();
         attention(
@@ -54,7 +58,7 @@ impl Compute {
             k.cast(dtype),
             v.cast(dtype),
             Some(mask),
-            None,
+            bias.map(|b| b.cast(dtype)),
             options,
         )
         .cast(back)
