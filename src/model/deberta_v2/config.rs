@@ -154,11 +154,6 @@ impl DebertaV2Config {
     pub fn att_span(&self) -> usize {
         self.position_buckets.unwrap_or(self.max_relative_positions)
     }
-
-    /// `1 + c2p + p2c`: every score is divided by `√(head_dim · scale_factor)`.
-    pub(super) fn scale_factor(&self) -> usize {
-        1 + self.c2p as usize + self.p2c as usize
-    }
 }
 
 /// transformers' `make_log_bucket_position` for one relative position `rel = i − j`, in f32 as

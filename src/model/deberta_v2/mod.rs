@@ -188,8 +188,14 @@ pub struct PositionScores {
     pub p2c: bool,
     /// `share_att_key`.
     pub share_att_key: bool,
-    /// `1 + c2p + p2c`.
-    pub scale_factor: usize,
+}
+
+impl PositionScores {
+    /// `1 + c2p + p2c`: every score is divided by `√(head_dim · scale_factor)` (with or
+    /// without relative attention, as transformers).
+    fn scale_factor(self) -> usize {
+        1 + self.c2p as usize + self.p2c as usize
+    }
 }
 
 /// What every layer's attention shares: the (normalised) relative embeddings and the indices.
@@ -223,7 +229,6 @@ impl DisentangledSelfAttention {
                 c2p: family.c2p,
                 p2c: family.p2c,
                 share_att_key: family.share_att_key,
-                scale_factor: family.scale_factor(),
             },
             compute: Compute::default(),
         }
@@ -243,7 +248,7 @@ impl DisentangledSelfAttention {
         let k = heads(&self.key_proj, hidden.clone());
         let v = heads(&self.value_proj, hidden);
         let [_, _, _, head_dim] = q.dims();
-        let scale = ((head_dim * self.kinds.scale_factor) as f64).sqrt();
+        let scale = ((head_dim * self.kinds.scale_factor()) as f64).sqrt();
         let bias = relative
             .filter(|_| self.kinds.relative)
             .and_then(|relative| self.position_scores(&q, &k, relative))
