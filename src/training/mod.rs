@@ -5,10 +5,12 @@
 //! artifacts (`finish`). Nothing here prints: the caller gets notices, progress lines (through
 //! [`Display`]) and a [`RunSummary`].
 
+mod adamw;
 mod best;
 mod checkpoints;
 mod evaluate;
 mod finish;
+mod grads;
 mod launch;
 mod logger;
 mod lora;
@@ -24,6 +26,7 @@ mod step;
 pub use best::*;
 pub use checkpoints::*;
 pub use evaluate::*;
+pub use grads::{clip_global_norm, global_norm};
 pub use logger::*;
 pub use lora::*;
 pub use metric::*;

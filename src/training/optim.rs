@@ -2,7 +2,9 @@
 //! LayerNorm weights.
 
 use burn::module::ParamGroup;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
+
+use super::adamw::AdamW;
 
 use crate::config::TrainConfig;
 
@@ -21,12 +23,14 @@ pub fn decays(path: &str) -> bool {
 /// AdamW with every field set from the config (Burn's defaults differ from PyTorch's), and a
 /// second group without weight decay.
 pub fn adamw(config: &TrainConfig) -> ModuleOptimizer {
-    let base = AdamWConfig::new()
-        .with_beta_1(config.adam_beta1 as f32)
-        .with_beta_2(config.adam_beta2 as f32)
-        .with_epsilon(config.adam_epsilon as f32)
-        .with_weight_decay(config.weight_decay as f32);
-    let no_decay = base.clone().with_weight_decay(0.0).build();
+    let with_decay = |weight_decay: f64| {
+        AdamW::new(
+            config.adam_beta1 as f32,
+            config.adam_beta2 as f32,
+            config.adam_epsilon as f32,
+            weight_decay as f32,
+        )
+    };
     let group = ParamGroup::from_regex(NO_DECAY).expect("NO_DECAY is a valid regex");
-    base.init().with_group(group, no_decay, None)
+    ModuleOptimizer::from(with_decay(config.weight_decay)).with_group(group, with_decay(0.0), None)
 }

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
+use super::grads::{clip_factor, global_norm, scale_grads};
 use super::scaler::LossScaler;
 use crate::data::{TargetBatch, TrainBatch};
 use crate::model::SequenceClassifier;
@@ -132,9 +133,9 @@ impl TrainStep for Trainee {
         self,
         optim: &mut ModuleOptimizer,
         lr: ModuleLearningRate,
-        grads: GradientsParams,
+        mut grads: GradientsParams,
     ) -> Self {
-        let Some(norm) = global_norm(&self, &grads) else {
+        let Some(norm) = global_norm(&self, &mut grads) else {
             return optim.step(lr, self, grads);
         };
         // Under loss scaling the gradients are `scale` times too large: unscale, and skip the
@@ -174,71 +175,6 @@ impl InferenceStep for Trainee {
     fn step(&self, batch: TrainBatch) -> StepOutput {
         self.forward(batch)
     }
-}
-
-/// The L2 norm of all gradients of `module` together (`[1]`), on the device; `None` without any.
-pub fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
-    struct SumSquares<'a> {
-        grads: &'a GradientsParams,
-        total: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for SumSquares<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.get::<D>(param.id) {
-                let sq = grad.powi_scalar(2).sum();
-                self.total = Some(match self.total.take() {
-                    Some(total) => total + sq,
-                    None => sq,
-                });
-            }
-        }
-    }
-    let mut sum = SumSquares { grads, total: None };
-    module.visit(&mut sum);
-    sum.total.map(Tensor::sqrt)
-}
-
-/// Scales all gradients by `min(1, max_norm / (‖g‖₂ + 1e-6))` where `‖g‖₂` is the norm of all
-/// gradients together, as `torch.nn.utils.clip_grad_norm_` does. Stays on the device.
-pub fn clip_global_norm<M: Module>(
-    module: &M,
-    grads: GradientsParams,
-    max_norm: f64,
-) -> GradientsParams {
-    match global_norm(module, &grads) {
-        Some(norm) => scale_grads(module, grads, clip_factor(norm, max_norm)),
-        None => grads,
-    }
-}
-
-/// `min(1, max_norm / (norm + 1e-6))`, `[1]`.
-fn clip_factor(norm: Tensor<1>, max_norm: f64) -> Tensor<1> {
-    (norm + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0)
-}
-
-/// Multiplies every gradient of `module` by `factor` (`[1]`), on the device.
-fn scale_grads<M: Module>(
-    module: &M,
-    mut grads: GradientsParams,
-    factor: Tensor<1>,
-) -> GradientsParams {
-    struct Scale<'a> {
-        grads: &'a mut GradientsParams,
-        factor: Tensor<1>,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.remove::<D>(param.id) {
-                let factor = self.factor.clone().reshape([1; D]);
-                self.grads.register::<D>(param.id, grad * factor);
-            }
-        }
-    }
-    module.visit(&mut Scale {
-        grads: &mut grads,
-        factor,
-    });
-    grads
 }
 
 impl ItemLazy for StepOutput {
