@@ -82,37 +82,30 @@ fn gelu_and_slope(x: f32) -> (f32, f32) {
 fn gelu_on_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     let shape = x.shape();
-    let data = x.clone().into_data().convert::<f32>();
+    // `x` stays in the graph, so reading it copies: one pass through Burn's op (reading the data
+    // of a shared tensor directly would copy twice, to a vector and then to aligned bytes).
+    let data = x.clone().inner().mul_scalar(1.0).into_data();
     let Ok(values) = data.as_slice::<f32>() else {
         return gelu(x);
     };
+    let host =
+        |values: Vec<f32>| Tensor::<D>::from_data(TensorData::new(values, shape.clone()), &device);
     if !device.is_autodiff() {
-        let mut out = vec![0f32; values.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(values.par_chunks(CHUNK))
-            .for_each(|(out, values)| {
-                for (o, &v) in out.iter_mut().zip(values) {
-                    *o = gelu_and_slope(v).0;
-                }
-            });
-        return Tensor::from_data(TensorData::new(out, shape), &device);
+        let out = values
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|&v| gelu_and_slope(v).0);
+        return host(out.collect());
     }
-    let mut slope = vec![0f32; values.len()];
-    let mut offset = vec![0f32; values.len()];
-    slope
-        .par_chunks_mut(CHUNK)
-        .zip(offset.par_chunks_mut(CHUNK))
-        .zip(values.par_chunks(CHUNK))
-        .for_each(|((slope, offset), values)| {
-            for ((g, c), &v) in slope.iter_mut().zip(offset.iter_mut()).zip(values) {
-                let (y, d) = gelu_and_slope(v);
-                *g = d;
-                *c = y - v * d;
-            }
-        });
-    let slope = Tensor::from_data(TensorData::new(slope, shape.clone()), &device);
-    let offset = Tensor::from_data(TensorData::new(offset, shape), &device);
-    x * slope + offset
+    let (slope, offset): (Vec<f32>, Vec<f32>) = values
+        .par_iter()
+        .with_min_len(CHUNK)
+        .map(|&v| {
+            let (y, d) = gelu_and_slope(v);
+            (d, y - v * d)
+        })
+        .unzip();
+    x * host(slope) + host(offset)
 }
 
 #[cfg(test)]

@@ -65,11 +65,17 @@ impl Optimizer for AdamW {
             return self.burn.step(lr, tensor, grad, state);
         }
         let (time, moments) = match state {
-            Some(s) => (s.momentum.time + 1, Some((s.momentum.moment_1, s.momentum.moment_2))),
+            Some(s) => (
+                s.momentum.time + 1,
+                Some((s.momentum.moment_1, s.momentum.moment_2)),
+            ),
             None => (1, None),
         };
         let shape = tensor.shape();
-        let mut param = tensor.into_data();
+        // The parameter is shared (Burn's Learner keeps the model it steps from), so reading it
+        // copies; the weight decay is that copy, one pass (what Burn's AdamW computes first).
+        let decay_rate = lr * self.weight_decay as f64;
+        let mut param = tensor.mul_scalar(1.0 - decay_rate).into_data();
         let grad = grad.into_data();
         let (mut m, mut v) = match moments {
             Some((m, v)) => (m.into_data(), v.into_data()),
@@ -95,16 +101,14 @@ impl Optimizer for AdamW {
 }
 
 impl AdamW {
-    /// Step `time` (1 for the first) of `[param, m, v]` in place, as Burn's AdamW computes it:
-    /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
-    /// `param ← param·(1 − lr·λ) − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
+    /// Step `time` (1 for the first) of `[param, m, v]` in place, as Burn's AdamW computes it,
+    /// `param` already decayed (`param·(1 − lr·λ)`): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// `param ← param − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
     fn update(&self, lr: LearningRate, time: usize, [param, m, v]: [&mut [f32]; 3], grad: &[f32]) {
         let (beta_1, beta_2, epsilon) = (self.beta_1, self.beta_2, self.epsilon);
         let (factor_1, factor_2) = (1.0 - beta_1, 1.0 - beta_2);
         let time = time as i32;
         let (correction_1, correction_2) = (1f32 - beta_1.powi(time), 1f32 - beta_2.powi(time));
-        let decay_rate = lr * self.weight_decay as f64;
-        let keep = (decay_rate != 0.0).then_some((1.0 - decay_rate) as f32);
         let lr = lr as f32;
         param
             .par_chunks_mut(CHUNK)
@@ -116,8 +120,7 @@ impl AdamW {
                     *m = *m * beta_1 + g * factor_1;
                     *v = *v * beta_2 + g * g * factor_2;
                     let delta = (*m / correction_1) / ((*v / correction_2).sqrt() + epsilon);
-                    let decayed = keep.map_or(*p, |keep| *p * keep);
-                    *p = decayed - delta * lr;
+                    *p -= delta * lr;
                 }
             });
     }
@@ -148,7 +151,10 @@ mod tests {
             let differ = |x: Tensor<2>, y: Tensor<2>| {
                 let (x, y) = (x.into_data(), y.into_data());
                 let (x, y) = (x.as_slice::<f32>().unwrap(), y.as_slice::<f32>().unwrap());
-                x.iter().zip(y).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
+                x.iter()
+                    .zip(y)
+                    .filter(|(x, y)| x.to_bits() != y.to_bits())
+                    .count()
             };
             assert_eq!(differ(a, b), 0, "parameters, weight decay {weight_decay}");
             let (sa, sb) = (state_a.unwrap().momentum, state_b.unwrap().momentum);

@@ -29,7 +29,8 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
             });
             if let Some(device) = on_host {
                 self.on_host += host_sum;
-                self.total.get_or_insert_with(|| Tensor::zeros([1], &device));
+                self.total
+                    .get_or_insert_with(|| Tensor::zeros([1], &device));
             } else if let Some(grad) = self.grads.get::<D>(param.id) {
                 let sq = grad.powi_scalar(2).sum();
                 self.total = Some(match self.total.take() {
