@@ -143,15 +143,24 @@ def run_measured(cmd, cuda, timeout=None, **kwargs):
 
 
 def cpu_model():
-    """The CPU's model name, as /proc/cpuinfo gives it."""
+    """The CPU's model name, family and model number and whether it has AVX-512, as /proc/cpuinfo
+    gives them (a virtual machine's name is often only "AMD EPYC"; the numbers tell generations apart)."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return "unknown CPU"
+    if "model name" not in fields:
+        return "unknown CPU"
+    avx512 = "avx512f" in fields.get("flags", "").split()
+    return "{} (family {}, model {}, {})".format(
+        fields["model name"], fields.get("cpu family", "?"), fields.get("model", "?"),
+        "AVX-512" if avx512 else "no AVX-512")
 
 
 def transparent_hugepages():
