@@ -2,7 +2,7 @@
 //! `ndarray`, `flex`, `wgpu`, `tch`) and turns `--backend`/`--device` into a Burn [`Device`].
 #![allow(deprecated)] // burn-ndarray and burn-tch are deprecated upstream but are what we ship
 
-use burn::tensor::{Device, FloatDType};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -177,6 +177,48 @@ pub fn cheap_host_access(device: &Device) -> bool {
     }
     let _ = device;
     false
+}
+
+/// The f32 values of a tensor in host memory, read where they are (no copy): what
+/// [`host_values`] gives on flex. Holds the tensor's storage while it lives.
+pub struct HostValues {
+    #[cfg(feature = "flex")]
+    tensor: burn_flex::FlexTensor,
+    #[cfg(not(feature = "flex"))]
+    never: std::convert::Infallible,
+}
+
+impl std::ops::Deref for HostValues {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        #[cfg(feature = "flex")]
+        return self
+            .tensor
+            .as_slice()
+            .expect("checked f32 and contiguous in host_values");
+        #[cfg(not(feature = "flex"))]
+        match self.never {}
+    }
+}
+
+/// The values of `tensor` without copying them, where it is an f32, contiguous flex tensor (with
+/// or without autodiff); `None` elsewhere. Reading a tensor that something else still holds (the
+/// autodiff graph, the Learner's copy of the model) through `into_data` copies it on one thread.
+pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Option<HostValues> {
+    #[cfg(feature = "flex")]
+    if let Ok(tensor) = tensor
+        .clone()
+        .inner()
+        .try_into_primitive::<burn::backend::Flex>()
+    {
+        return tensor
+            .as_slice::<f32>()
+            .is_some()
+            .then_some(HostValues { tensor });
+    }
+    let _ = tensor;
+    None
 }
 
 /// Whether Burn's fused attention (`burn::tensor::module::attention`) masks the keys its mask
@@ -354,6 +396,25 @@ fn device_of(kind: BackendKind, spec: DeviceSpec, device: &str) -> Result<Device
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flex tensor's values are read where they are, with or without autodiff (the same memory
+    /// twice, the right values); a transposed view or an f16 tensor gives `None`.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn host_values_reads_flex_tensors_in_place() {
+        let values: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let tensor = Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(values.clone(), [2, 3]),
+                &device,
+            );
+            let (a, b) = (host_values(&tensor).unwrap(), host_values(&tensor).unwrap());
+            assert_eq!(&*a, values.as_slice());
+            assert_eq!(a.as_ptr(), b.as_ptr(), "a copy, not the tensor's memory");
+            assert!(host_values(&tensor.clone().transpose()).is_none());
+            assert!(host_values(&tensor.cast(burn::tensor::DType::F16)).is_none());
+        }
+    }
 
     #[test]
     fn device_specs_parse() {

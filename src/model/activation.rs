@@ -82,10 +82,8 @@ fn gelu_and_slope(x: f32) -> (f32, f32) {
 fn gelu_on_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
     let shape = x.shape();
-    // `x` stays in the graph, so reading it copies: one pass through Burn's op (reading the data
-    // of a shared tensor directly would copy twice, to a vector and then to aligned bytes).
-    let data = x.clone().inner().mul_scalar(1.0).into_data();
-    let Ok(values) = data.as_slice::<f32>() else {
+    // `x` stays in the graph: read in place.
+    let Some(values) = crate::backend::host_values(&x) else {
         return gelu(x);
     };
     let host =
@@ -105,6 +103,7 @@ fn gelu_on_host<const D: usize>(x: Tensor<D>) -> Tensor<D> {
             (d, y - v * d)
         })
         .unzip();
+    drop(values); // before the product, which may then reuse `x`'s memory
     x * host(slope) + host(offset)
 }
 

@@ -56,14 +56,17 @@ impl Optimizer for AdamW {
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
         let on_host = crate::backend::cheap_host_access(&device)
-            && tensor.dtype() == DType::F32
             && grad.dtype() == DType::F32
             && state.as_ref().is_none_or(|s| {
                 s.momentum.max_moment_2.is_none() && s.momentum.moment_1.dtype() == DType::F32
             });
-        if !on_host {
+        // The parameter is shared (Burn's Learner keeps the model it steps from): read in place.
+        let Some(param) = on_host
+            .then(|| crate::backend::host_values(&tensor))
+            .flatten()
+        else {
             return self.burn.step(lr, tensor, grad, state);
-        }
+        };
         let (time, moments) = match state {
             Some(s) => (
                 s.momentum.time + 1,
@@ -72,11 +75,7 @@ impl Optimizer for AdamW {
             None => (1, None),
         };
         let shape = tensor.shape();
-        // The parameter is shared (Burn's Learner keeps the model it steps from), so reading it
-        // copies; the weight decay is that copy, one pass (what Burn's AdamW computes first).
-        let decay_rate = lr * self.weight_decay as f64;
-        let mut param = tensor.mul_scalar(1.0 - decay_rate).into_data();
-        let grad = grad.into_data();
+        let mut grad = grad.into_data();
         let (mut m, mut v) = match moments {
             Some((m, v)) => (m.into_data(), v.into_data()),
             None => {
@@ -87,12 +86,14 @@ impl Optimizer for AdamW {
         self.update(
             lr,
             time,
-            [&mut param, &mut m, &mut v].map(|d| d.as_mut_slice::<f32>().expect("f32 tensor")),
-            grad.as_slice::<f32>().expect("f32 tensor"),
+            &param,
+            [&mut grad, &mut m, &mut v].map(|d| d.as_mut_slice::<f32>().expect("f32 tensor")),
         );
+        drop(param);
         let tensor = |data: TensorData| Tensor::<D>::from_data(data, &device);
         let momentum = AdaptiveMomentumState::new(time, tensor(m), tensor(v));
-        (tensor(param), Some(AdamWState::new(momentum)))
+        // The gradient's memory now holds the new parameter.
+        (tensor(grad), Some(AdamWState::new(momentum)))
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
@@ -101,26 +102,27 @@ impl Optimizer for AdamW {
 }
 
 impl AdamW {
-    /// Step `time` (1 for the first) of `[param, m, v]` in place, as Burn's AdamW computes it,
-    /// `param` already decayed (`param·(1 − lr·λ)`): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
-    /// `param ← param − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
-    fn update(&self, lr: LearningRate, time: usize, [param, m, v]: [&mut [f32]; 3], grad: &[f32]) {
+    /// Step `time` (1 for the first) of `param`, as Burn's AdamW computes it, with the moments
+    /// `[m, v]` updated in place and the new parameter written over the gradient `g`:
+    /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// `g ← param·(1 − lr·λ) − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
+    fn update(&self, lr: LearningRate, time: usize, param: &[f32], [g, m, v]: [&mut [f32]; 3]) {
         let (beta_1, beta_2, epsilon) = (self.beta_1, self.beta_2, self.epsilon);
         let (factor_1, factor_2) = (1.0 - beta_1, 1.0 - beta_2);
         let time = time as i32;
         let (correction_1, correction_2) = (1f32 - beta_1.powi(time), 1f32 - beta_2.powi(time));
+        let keep = (1.0 - lr * self.weight_decay as f64) as f32;
         let lr = lr as f32;
-        param
-            .par_chunks_mut(CHUNK)
+        g.par_chunks_mut(CHUNK)
             .zip(m.par_chunks_mut(CHUNK))
             .zip(v.par_chunks_mut(CHUNK))
-            .zip(grad.par_chunks(CHUNK))
-            .for_each(|(((param, m), v), grad)| {
-                for (((p, m), v), &g) in param.iter_mut().zip(m).zip(v).zip(grad) {
-                    *m = *m * beta_1 + g * factor_1;
-                    *v = *v * beta_2 + g * g * factor_2;
+            .zip(param.par_chunks(CHUNK))
+            .for_each(|(((g, m), v), param)| {
+                for (((g, m), v), &p) in g.iter_mut().zip(m).zip(v).zip(param) {
+                    *m = *m * beta_1 + *g * factor_1;
+                    *v = *v * beta_2 + *g * *g * factor_2;
                     let delta = (*m / correction_1) / ((*v / correction_2).sqrt() + epsilon);
-                    *p -= delta * lr;
+                    *g = p * keep - delta * lr;
                 }
             });
     }
@@ -140,6 +142,10 @@ mod tests {
             let ours = AdamW::new(0.9, 0.999, 1e-8, weight_decay);
             let theirs = ours.burn.clone();
             let start = Tensor::<2>::random([300, 257], Distribution::Default, &device);
+            assert!(
+                crate::backend::host_values(&start).is_some(),
+                "ours must run on the host"
+            );
             let (mut a, mut b) = (start.clone(), start);
             let (mut state_a, mut state_b) = (None, None);
             for step in 0..5 {
