@@ -55,8 +55,8 @@ impl Optimizer for AdamW {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
-        let on_host = crate::backend::cheap_host_access(&device)
-            && grad.dtype() == DType::F32
+        // Whether the parameter lives on the host is `host_values`' to say.
+        let on_host = grad.dtype() == DType::F32
             && state.as_ref().is_none_or(|s| {
                 s.momentum.max_moment_2.is_none() && s.momentum.moment_1.dtype() == DType::F32
             });
