@@ -6,7 +6,6 @@ use burn::nn::Initializer;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 
 use super::dropout::dropout;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
 use super::config::{Architecture, ModelConfig};
@@ -55,15 +54,17 @@ pub(crate) fn layer_norm(config: &ModelConfig, device: &Device) -> LayerNorm {
 }
 
 /// The post-norm residual block both attention and feed-forward outputs end with:
-/// `LayerNorm(dropout(dense(x)) + residual)`; `x` is `[batch, seq, d_in]`, the rest `[batch, seq, hidden]`.
+/// `LayerNorm(dropout(dense(x)) + residual)` with the LayerNorm's epsilon; `x` is
+/// `[batch, seq, d_in]`, the rest `[batch, seq, hidden]`.
 pub(crate) fn add_and_norm(
     (dense, compute): (&Linear, Compute),
     drop: &Dropout,
-    layer_norm: &LayerNorm,
+    (layer_norm, epsilon): (&LayerNorm, f64),
     x: Tensor<3>,
     residual: Tensor<3>,
 ) -> Tensor<3> {
-    layer_norm.forward(dropout(drop, compute.linear(dense, x)) + residual)
+    let sum = dropout(drop, compute.linear(dense, x)) + residual;
+    crate::backend::ops::layer_norm(layer_norm, epsilon, sum)
 }
 
 /// Multi-head self-attention with separate `query`, `key`, `value` projections.
@@ -190,7 +191,7 @@ pub(crate) fn scaled_dot_product(
     for mask in masks {
         scores = scores.mask_fill(mask.clone(), MASKED_SCORE);
     }
-    let probs = dropout(drop, softmax(scores, 3));
+    let probs = dropout(drop, crate::backend::ops::softmax(scores));
     c.matmul(probs, v)
 }
 
@@ -201,6 +202,9 @@ pub struct BertSelfOutput {
     pub dense: Linear,
     /// LayerNorm over the projection plus the residual.
     pub layer_norm: LayerNorm,
+    /// Its epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
     /// Dropout on the projection (`hidden_dropout_prob`; none in DistilBERT).
     pub dropout: Dropout,
     /// The float type the matmuls compute in (mixed precision).
@@ -219,6 +223,7 @@ impl BertSelfOutput {
         Self {
             dense: linear(config.hidden_size, config.hidden_size, device),
             layer_norm: layer_norm(config, device),
+            layer_norm_eps: config.layer_norm_eps,
             dropout: DropoutConfig::new(dropout).init(),
             compute: Compute::default(),
         }
@@ -229,7 +234,7 @@ impl BertSelfOutput {
         add_and_norm(
             (&self.dense, self.compute),
             &self.dropout,
-            &self.layer_norm,
+            (&self.layer_norm, self.layer_norm_eps),
             context,
             residual,
         )

@@ -54,7 +54,7 @@ pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
     let mask = mask(shape.num_elements(), keep, next_key());
     let dtype = input.dtype();
     let mask: Tensor<D> = Tensor::from_data(TensorData::new(mask, shape), &device);
-    input * mask.cast(dtype)
+    crate::backend::ops::mul(input, mask.cast(dtype))
 }
 
 /// The Weyl sequence's step (2^64 / φ).

@@ -20,6 +20,9 @@ pub struct BertEmbeddings {
     pub token_type_embeddings: Option<Embedding>,
     /// LayerNorm over the summed embeddings.
     pub layer_norm: LayerNorm,
+    /// Its epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
     /// Dropout after the LayerNorm (`hidden_dropout_prob`).
     pub dropout: Dropout,
     /// RoBERTa counts positions from `pad_token_id + 1` and skips padding; `None` elsewhere.
@@ -39,6 +42,7 @@ impl BertEmbeddings {
             layer_norm: LayerNormConfig::new(config.embedding_size)
                 .with_epsilon(config.layer_norm_eps)
                 .init(device),
+            layer_norm_eps: config.layer_norm_eps,
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
             padding_idx: (config.architecture == Architecture::Roberta)
                 .then_some(config.pad_token_id),
@@ -50,12 +54,14 @@ impl BertEmbeddings {
     /// - returns `[batch, seq, embedding_size]`
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let position_ids = self.position_ids(&input_ids);
-        let mut x = self.word_embeddings.forward(input_ids)
-            + self.position_embeddings.forward(position_ids);
+        let lookup = crate::backend::ops::embedding;
+        let mut x = lookup(&self.word_embeddings, input_ids)
+            + lookup(&self.position_embeddings, position_ids);
         if let Some(token_types) = &self.token_type_embeddings {
-            x = x + token_types.forward(token_type_ids);
+            x = x + lookup(token_types, token_type_ids);
         }
-        dropout(&self.dropout, self.layer_norm.forward(x))
+        let normed = crate::backend::ops::layer_norm(&self.layer_norm, self.layer_norm_eps, x);
+        dropout(&self.dropout, normed)
     }
 
     /// `[batch, seq]` position ids: `0..seq` for BERT/DistilBERT; for RoBERTa

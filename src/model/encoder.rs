@@ -37,6 +37,9 @@ pub struct BertOutput {
     pub dense: Linear,
     /// LayerNorm over the projection plus the residual.
     pub layer_norm: LayerNorm,
+    /// Its epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
     /// Dropout on the projection (`hidden_dropout_prob`).
     pub dropout: Dropout,
     /// The float type the matmuls compute in (mixed precision).
@@ -50,7 +53,7 @@ impl BertOutput {
         add_and_norm(
             (&self.dense, self.compute),
             &self.dropout,
-            &self.layer_norm,
+            (&self.layer_norm, self.layer_norm_eps),
             x,
             residual,
         )
@@ -81,6 +84,7 @@ impl BertLayer {
             output: BertOutput {
                 dense: linear(config.intermediate_size, config.hidden_size, device),
                 layer_norm: layer_norm(config, device),
+                layer_norm_eps: config.layer_norm_eps,
                 // ALBERT has no dropout on its feed-forward output (`ffn_output`).
                 dropout: DropoutConfig::new(match config.architecture {
                     Architecture::Albert => 0.0,

@@ -4,6 +4,12 @@
 
 use burn::tensor::{Device, FloatDType, Tensor};
 
+#[cfg(feature = "flex")]
+mod host_ops;
+#[cfg(feature = "flex")]
+mod kernels;
+pub mod ops;
+
 use crate::error::{Error, Result};
 
 /// The float type a run computes in.

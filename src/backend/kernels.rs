@@ -1,0 +1,429 @@
+//! The arithmetic of burnbert's own CPU ops (`host_ops`) over f32 buffers, on every core:
+//! matrix products through the `gemm` crate into buffers that are written once (no zero fill,
+//! no re-alignment copy), and the backward passes of softmax, LayerNorm and GELU as one
+//! row-parallel pass each. Burn's flex backend runs the element-wise ops these replace on one
+//! thread (README, Performance). Matrices are row-major unless a [`Mat`] says otherwise.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+/// Rows per parallel task of the row-wise kernels.
+const ROWS_PER_TASK: usize = 32;
+/// Elements per parallel task of the element-wise kernels.
+const CHUNK: usize = 1 << 14;
+/// Below this many multiply-adds a matrix product runs on one thread (as burn-flex decides).
+const PARALLEL_PRODUCT: usize = 192 * 192 * 192;
+
+/// A strided `rows × cols` view of f32 values: element `(i, j)` is at `ptr + i·rs + j·cs`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat {
+    pub ptr: *const f32,
+    pub rows: usize,
+    pub cols: usize,
+    /// Row stride, in elements.
+    pub rs: isize,
+    /// Column stride, in elements.
+    pub cs: isize,
+}
+
+// SAFETY: a `Mat` only reads, and its creators keep the buffer alive while it is used.
+unsafe impl Send for Mat {}
+unsafe impl Sync for Mat {}
+
+impl Mat {
+    /// A row-major `rows × cols` matrix over `values`.
+    pub fn rows(values: &[f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(values.len(), rows * cols, "matrix of {rows}×{cols}");
+        Self {
+            ptr: values.as_ptr(),
+            rows,
+            cols,
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// The same view moved by `offset` elements (the next matrix of a batch).
+    fn offset(self, offset: isize) -> Self {
+        // SAFETY: callers pass offsets inside the buffer the view was made from.
+        Self {
+            ptr: unsafe { self.ptr.offset(offset) },
+            ..self
+        }
+    }
+}
+
+/// `out = a·b`, or `out += a·b` when `accumulate`; `out` is row-major `a.rows × b.cols`.
+///
+/// # Safety
+/// `out` has room for `a.rows · b.cols` values (initialised when `accumulate`), and `a` and `b`
+/// point into live buffers covering their extents.
+unsafe fn product_into(out: *mut f32, a: Mat, b: Mat, accumulate: bool, parallel: bool) {
+    assert_eq!(a.cols, b.rows, "inner dimensions of a matrix product");
+    let parallelism = if parallel && a.rows * a.cols * b.cols >= PARALLEL_PRODUCT {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // gemm: dst = alpha·dst + beta·lhs·rhs, dst read only when asked.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            out,
+            1,
+            b.cols as isize,
+            accumulate,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `a·b` as a new row-major `a.rows × b.cols` buffer.
+pub fn product(a: Mat, b: Mat) -> Vec<f32> {
+    let n = a.rows * b.cols;
+    let mut out = Vec::with_capacity(n);
+    // SAFETY: gemm writes all `n` values (it does not read them), then they are initialised.
+    unsafe {
+        product_into(out.as_mut_ptr(), a, b, false, true);
+        out.set_len(n);
+    }
+    out
+}
+
+/// `a·b + bias` (bias `[b.cols]` added to every row) as a new row-major buffer: each row starts
+/// as the bias, written once, and the product is accumulated onto it.
+pub fn product_plus_bias(a: Mat, b: Mat, bias: &[f32]) -> Vec<f32> {
+    assert_eq!(bias.len(), b.cols, "one bias per output column");
+    let mut out = build(a.rows * b.cols, bias.len() * ROWS_PER_TASK, |_, chunk| {
+        for (o, &v) in chunk.iter_mut().zip(bias.iter().cycle()) {
+            o.write(v);
+        }
+    });
+    // SAFETY: `out` holds `a.rows · b.cols` initialised values.
+    unsafe { product_into(out.as_mut_ptr(), a, b, true, true) };
+    out
+}
+
+/// The products of a batch, `out[i] = a[i]·b[i]`, as one row-major `[batch, a.rows, b.cols]`
+/// buffer; matrix `i` of `a` starts at `a.ptr + a_offsets[i]` (likewise `b`). Small products
+/// run one per core; large ones one after another, each on every core.
+pub fn batched_product(a: Mat, a_offsets: &[isize], b: Mat, b_offsets: &[isize]) -> Vec<f32> {
+    assert_eq!(a_offsets.len(), b_offsets.len(), "batch sizes");
+    let each = a.rows * b.cols;
+    let batch = a_offsets.len();
+    let mut out: Vec<f32> = Vec::with_capacity(batch * each);
+    let big = a.rows * a.cols * b.cols >= PARALLEL_PRODUCT;
+    let run = |i: usize, dst: *mut f32, parallel: bool| {
+        // SAFETY: `dst` is matrix `i` of `out`'s capacity; the offsets stay in the inputs.
+        unsafe {
+            product_into(
+                dst,
+                a.offset(a_offsets[i]),
+                b.offset(b_offsets[i]),
+                false,
+                parallel,
+            )
+        }
+    };
+    if big || batch == 1 {
+        for i in 0..batch {
+            run(i, unsafe { out.as_mut_ptr().add(i * each) }, true);
+        }
+    } else if each > 0 {
+        out.spare_capacity_mut()
+            .par_chunks_mut(each)
+            .enumerate()
+            .for_each(|(i, dst)| run(i, dst.as_mut_ptr().cast(), false));
+    }
+    // SAFETY: every matrix of the batch was written.
+    unsafe { out.set_len(batch * each) };
+    out
+}
+
+/// Sums over the rows of a row-major `[rows, cols]` buffer: `[cols]` (a bias gradient).
+pub fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
+    if cols == 0 {
+        return Vec::new();
+    }
+    values
+        .par_chunks(cols * ROWS_PER_TASK * 4)
+        .map(|rows| {
+            let mut sums = vec![0.0f32; cols];
+            for row in rows.chunks_exact(cols) {
+                add_assign(&mut sums, row);
+            }
+            sums
+        })
+        .reduce_with(|mut a, b| {
+            add_assign(&mut a, &b);
+            a
+        })
+        .unwrap_or_else(|| vec![0.0; cols])
+}
+
+fn add_assign(acc: &mut [f32], values: &[f32]) {
+    for (a, v) in acc.iter_mut().zip(values) {
+        *a += v;
+    }
+}
+
+/// A new buffer of `n` values written in parallel: `fill(first, chunk)` must write every value of
+/// `chunk`, which starts at element `first`; chunks are `chunk_len` long (the last may be shorter).
+fn build(
+    n: usize,
+    chunk_len: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk_len.max(1))
+        .enumerate()
+        .for_each(|(c, chunk)| fill(c * chunk_len, chunk));
+    // SAFETY: `fill` wrote all `n` values.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// `f(a[i], b[i])` for every element, in parallel.
+pub fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "element-wise operands of one size");
+    build(a.len(), CHUNK, |first, chunk| {
+        let (a, b) = (&a[first..first + chunk.len()], &b[first..]);
+        for ((o, &x), &y) in chunk.iter_mut().zip(a).zip(b) {
+            o.write(f(x, y));
+        }
+    })
+}
+
+/// `f(a[i])` for every element, in parallel.
+pub fn map(a: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    build(a.len(), CHUNK, |first, chunk| {
+        for (o, &x) in chunk.iter_mut().zip(&a[first..]) {
+            o.write(f(x));
+        }
+    })
+}
+
+/// The gradient of an embedding table `[rows, d]` from the gradient `[ids.len(), d]` of the rows
+/// it looked up: zero where no id points (written on every core), each id's rows summed in.
+pub fn embedding_backward(rows: usize, ids: &[usize], grad: &[f32], d: usize) -> Vec<f32> {
+    assert_eq!(grad.len(), ids.len() * d, "one gradient row per id");
+    let mut table = build(rows * d, CHUNK, |_, chunk| {
+        for v in chunk {
+            v.write(0.0);
+        }
+    });
+    for (&id, g) in ids.iter().zip(grad.chunks_exact(d)) {
+        add_assign(&mut table[id * d..(id + 1) * d], g);
+    }
+    table
+}
+
+/// The gradient of softmax over rows of `cols`: `y·(g − Σ g·y)` per row, from its output `y`.
+pub fn softmax_backward(y: &[f32], grad: &[f32], cols: usize) -> Vec<f32> {
+    assert_eq!(
+        y.len(),
+        grad.len(),
+        "softmax output and gradient of one size"
+    );
+    build(y.len(), cols * ROWS_PER_TASK, |first, chunk| {
+        for (r, out) in chunk.chunks_mut(cols).enumerate() {
+            let start = first + r * cols;
+            let (y, g) = (&y[start..start + cols], &grad[start..start + cols]);
+            let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                o.write(y * (g - dot));
+            }
+        }
+    })
+}
+
+/// A row's mean and `1/√(variance + ε)` (the biased variance, as transformers' LayerNorm).
+fn mean_and_rstd(row: &[f32], epsilon: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (var + epsilon).sqrt())
+}
+
+/// The gradients of LayerNorm `y = x̂·γ + β` over rows of `γ.len()`, `x̂ = (x − mean)·rstd`:
+/// `(dx, dγ, dβ)`, `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))` with `dx̂ = g·γ`. The row
+/// statistics are recomputed from `x`.
+pub fn layer_norm_backward(
+    x: &[f32],
+    gamma: &[f32],
+    grad: &[f32],
+    epsilon: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let cols = gamma.len();
+    assert_eq!(
+        x.len(),
+        grad.len(),
+        "LayerNorm input and gradient of one size"
+    );
+    let rows_per_task = ROWS_PER_TASK * 2;
+    let mut dx = Vec::with_capacity(x.len());
+    let (dgamma, dbeta) = dx.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(cols * rows_per_task)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let (mut dgamma, mut dbeta) = (vec![0.0f32; cols], vec![0.0f32; cols]);
+            let mut dxhat = vec![0.0f32; cols];
+            for (r, out) in chunk.chunks_mut(cols).enumerate() {
+                let start = (c * rows_per_task + r) * cols;
+                let (x, g) = (&x[start..start + cols], &grad[start..start + cols]);
+                let (mean, rstd) = mean_and_rstd(x, epsilon);
+                let (mut sum, mut sum_xhat) = (0.0f32, 0.0f32);
+                for j in 0..cols {
+                    let xhat = (x[j] - mean) * rstd;
+                    dgamma[j] += g[j] * xhat;
+                    dbeta[j] += g[j];
+                    dxhat[j] = g[j] * gamma[j];
+                    sum += dxhat[j];
+                    sum_xhat += dxhat[j] * xhat;
+                }
+                let (a, b) = (sum / cols as f32, sum_xhat / cols as f32);
+                for j in 0..cols {
+                    let xhat = (x[j] - mean) * rstd;
+                    out[j].write(rstd * (dxhat[j] - a - xhat * b));
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .reduce_with(|(mut g1, mut b1), (g2, b2)| {
+            add_assign(&mut g1, &g2);
+            add_assign(&mut b1, &b2);
+            (g1, b1)
+        })
+        .unwrap_or_else(|| (vec![0.0; cols], vec![0.0; cols]));
+    // SAFETY: every row of `dx` was written.
+    unsafe { dx.set_len(x.len()) };
+    (dx, dgamma, dbeta)
+}
+
+/// `gelu(x) = x·Φ(x)` and its derivative `Φ(x) + x·φ(x)`, sharing one `exp(−x²/2)`: `erf` by
+/// Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7, about one f32 rounding of values near
+/// 1), whose exponential is the same one the density `φ` needs.
+pub fn gelu_and_slope(x: f32) -> (f32, f32) {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let gauss = (-0.5 * x * x).exp();
+    let t = 1.0 / (1.0 + P * z);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let erf = (1.0 - poly * gauss).copysign(x);
+    let cdf = 0.5 * (1.0 + erf);
+    let pdf = gauss * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
+    (x * cdf, cdf + x * pdf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Products against a plain triple loop, through transposed views and batch offsets.
+    #[test]
+    fn products_equal_the_textbook_loop() {
+        let (m, k, n) = (37, 29, 41);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let naive = |a: &dyn Fn(usize, usize) -> f32, b: &dyn Fn(usize, usize) -> f32| {
+            let mut out = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    out[i * n + j] = (0..k).map(|p| a(i, p) * b(p, j)).sum();
+                }
+            }
+            out
+        };
+        let expected = naive(&|i, p| a[i * k + p], &|p, j| b[p * n + j]);
+        assert_eq!(product(Mat::rows(&a, m, k), Mat::rows(&b, k, n)), expected);
+        // bᵀ stored row-major, read through a transposed view.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        assert_eq!(
+            product(Mat::rows(&a, m, k), Mat::rows(&bt, n, k).t()),
+            expected
+        );
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.5).collect();
+        let with_bias = product_plus_bias(Mat::rows(&a, m, k), Mat::rows(&b, k, n), &bias);
+        for (i, v) in with_bias.iter().enumerate() {
+            assert_eq!(*v, expected[i] + bias[i % n]);
+        }
+        // A batch of two: the same product, then with `a` reversed.
+        let ar: Vec<f32> = a.iter().rev().copied().collect();
+        let both: Vec<f32> = a.iter().chain(&ar).copied().collect();
+        let out = batched_product(
+            Mat::rows(&both[..m * k], m, k),
+            &[0, (m * k) as isize],
+            Mat::rows(&b, k, n),
+            &[0, 0],
+        );
+        assert_eq!(&out[..m * n], expected.as_slice());
+        assert_eq!(
+            &out[m * n..],
+            product(Mat::rows(&ar, m, k), Mat::rows(&b, k, n))
+        );
+        let sums = column_sums(&expected, n);
+        for j in 0..n {
+            assert_eq!(sums[j], (0..m).map(|i| expected[i * n + j]).sum::<f32>());
+        }
+    }
+
+    /// Products large enough to run on every core (gemm's own threading), with and without a
+    /// bias; small integers, so every order of summation is exact.
+    #[test]
+    fn products_split_across_cores_equal_the_textbook_loop() {
+        for (m, k, n) in [(301, 200, 250), (150, 200, 401)] {
+            assert!(m * k * n >= PARALLEL_PRODUCT);
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();
+            let mut expected = vec![0.0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    expected[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                }
+            }
+            let (a, b) = (Mat::rows(&a, m, k), Mat::rows(&b, k, n));
+            assert_eq!(product(a, b), expected, "{m}×{k}×{n}");
+            let with_bias = product_plus_bias(a, b, &bias);
+            let plus: Vec<f32> = expected
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + bias[i % n])
+                .collect();
+            assert_eq!(with_bias, plus, "{m}×{k}×{n} with a bias");
+        }
+    }
+}
