@@ -127,15 +127,9 @@ pub fn embedding(layer: &Embedding, ids: Tensor<2, Int>) -> Tensor<3> {
 }
 
 /// Whether [`linear`], [`matmul`] and the rest take burnbert's own op for `x` (tests assert it).
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 pub(crate) fn takes_host_op<const D: usize>(x: &Tensor<D>) -> bool {
-    #[cfg(feature = "flex")]
-    return on_host(&[x]);
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = x;
-        false
-    }
+    on_host(&[x])
 }
 
 /// Each op against Burn's own, on flex (the device the routing sends to `host_ops`): values,
