@@ -90,7 +90,9 @@ fn mask(n: usize, keep: f64, key: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "flex")]
     use burn::nn::DropoutConfig;
+    #[cfg(feature = "flex")]
     use burn::tensor::Device;
 
     /// Held by the tests that draw keys (the generator is global).
