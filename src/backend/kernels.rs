@@ -396,21 +396,26 @@ pub fn layer_norm_backward(
 
 /// `eᵃ` for `a ≤ 0` in plain arithmetic (no libm call), so that loops over it vectorize: `a`
 /// split as `n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `eʳ` by its Taylor series to degree 7 (truncation
-/// below 1e-8 relative), times `2ⁿ` built from its bits; below −87 it is `e⁻⁸⁷` (≈ 1.6e-38).
+/// below 1e-8 relative), times `2ⁿ` built from its bits; below −87 (and for NaN) it is `e⁻⁸⁷`
+/// (≈ 1.6e-38). `a` must not be positive.
 #[inline(always)]
 fn exp_nonpositive(a: f32) -> f32 {
     // 1.5·2²³: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    let a = a.max(-87.0);
+    // A select, not `f32::max` (which kept the loop from vectorizing); NaN becomes −87 too.
+    let a = if a >= -87.0 { a } else { -87.0 };
     let n = (a * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = (a - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for c in [720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0] {
         p = p * r + 1.0 / c;
     }
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // SAFETY: `a` is in [−87, 0] (callers pass `−x²/2`; NaN was replaced above), so `n` is an
+    // integer in [−126, 0] and the cast is exact (the checked `as` kept the loop scalar).
+    let n: i32 = unsafe { n.to_int_unchecked() };
+    p * f32::from_bits(((n + 127) << 23) as u32)
 }
 
 /// `gelu(x) = x·Φ(x)` and its derivative `Φ(x) + x·φ(x)`, sharing one `exp(−x²/2)`: `erf` by
@@ -457,6 +462,12 @@ mod tests {
             }
         }
         assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert!(exp_nonpositive(f32::NEG_INFINITY) < 2e-38);
+        assert!(exp_nonpositive(f32::NAN) < 2e-38);
+        // GELU passes NaN through, and is x (slope 1) and 0 (slope 0) far out.
+        assert!(gelu_and_slope(f32::NAN).0.is_nan());
+        assert_eq!(gelu_and_slope(30.0), (30.0, 1.0));
+        assert_eq!(gelu_and_slope(-30.0).0, 0.0);
     }
 
     /// Products against a plain triple loop, through transposed views and batch offsets.
