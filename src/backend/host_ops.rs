@@ -8,7 +8,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -244,14 +244,12 @@ impl Backward<Flex, 1> for SoftmaxBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = dense(grads.consume::<Flex>(&ops.node));
         let y = ops.state;
-        if let Some(node) = node {
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let cols = *shape(&y).last().expect("rank ≥ 1");
-            let dx = kernels::softmax_backward(values(&y), values(&grad), cols);
-            grads.register::<Flex>(node.id, tensor(dx, shape(&y)));
-        }
+            let dx = kernels::softmax_backward(values(&y), values(&dense(grad)), cols);
+            tensor(dx, shape(&y))
+        });
     }
 }
 
@@ -289,15 +287,13 @@ impl Backward<Flex, 1> for GeluBackward {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = dense(grads.consume::<Flex>(&ops.node));
         let x = ops.state;
-        if let Some(node) = node {
-            let dx = kernels::zip_map(values(&x), values(&grad), |x, g| {
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let dx = kernels::zip_map(values(&x), values(&dense(grad)), |x, g| {
                 g * kernels::gelu_and_slope(x).1
             });
-            grads.register::<Flex>(node.id, tensor(dx, shape(&x)));
-        }
+            tensor(dx, shape(&x))
+        });
     }
 }
 
@@ -329,10 +325,8 @@ impl Backward<Flex, 1> for EmbeddingBackward {
     type State = (FlexTensor, Shape);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = dense(grads.consume::<Flex>(&ops.node));
         let (ids, table) = ops.state;
-        if let Some(node) = node {
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let ids = dense(ids);
             let ids: Vec<usize> = match ids.dtype() {
                 DType::I64 => ids
@@ -347,11 +341,13 @@ impl Backward<Flex, 1> for EmbeddingBackward {
                     .iter()
                     .map(|&i| i as usize)
                     .collect(),
-                other => panic!("embedding ids of type {other:?}"),
+                other => {
+                    unreachable!("`ops::embedding` routes only i64/i32 ids here, not {other:?}")
+                }
             };
-            let dw = kernels::embedding_backward(table[0], &ids, values(&grad), table[1]);
-            grads.register::<Flex>(node.id, tensor(dw, table));
-        }
+            let dw = kernels::embedding_backward(table[0], &ids, values(&dense(grad)), table[1]);
+            tensor(dw, table)
+        });
     }
 }
 

@@ -114,7 +114,11 @@ pub fn embedding(layer: &Embedding, ids: Tensor<2, Int>) -> Tensor<3> {
     #[cfg(feature = "flex")]
     {
         let weights = layer.weight.val();
-        if on_host(&[&weights]) {
+        let ids_fit = matches!(
+            ids.dtype(),
+            burn::tensor::DType::I64 | burn::tensor::DType::I32
+        );
+        if on_host(&[&weights]) && ids_fit {
             return call(|| {
                 burn::backend::Dispatch::host_embedding(
                     weights.into_dispatch(),
