@@ -8,6 +8,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::wide;
+
 /// Rows per parallel task of the row-wise kernels.
 const ROWS_PER_TASK: usize = 32;
 /// Elements per parallel task of the element-wise kernels.
@@ -242,59 +244,21 @@ fn zip_into<F: Fn(f32, f32) -> f32>(out: &mut [MaybeUninit<f32>], a: &[f32], b: 
     }
 }
 
-/// [`map_into`] compiled for the widest vector unit the CPU has (AVX-512, else AVX2 with FMA;
-/// the baseline build elsewhere), so that it and the element function inlined into it
-/// vectorize as wide as they can.
+/// [`map_into`] compiled for the widest vector unit the CPU has ([`wide::run`]), so that it and
+/// the element function inlined into it vectorize as wide as they can.
 fn map_chunk<F: Fn(f32) -> f32>(out: &mut [MaybeUninit<f32>], a: &[f32], f: &F) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<F: Fn(f32) -> f32>(out: &mut [MaybeUninit<f32>], a: &[f32], f: &F) {
-            map_into(out, a, f)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<F: Fn(f32) -> f32>(out: &mut [MaybeUninit<f32>], a: &[f32], f: &F) {
-            map_into(out, a, f)
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(out, a, f) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { avx2(out, a, f) };
-        }
-    }
-    map_into(out, a, f)
+    wide::run(
+        #[inline(always)]
+        || map_into(out, a, f),
+    )
 }
 
 /// [`zip_into`] compiled as [`map_chunk`] is.
 fn zip_chunk<F: Fn(f32, f32) -> f32>(out: &mut [MaybeUninit<f32>], a: &[f32], b: &[f32], f: &F) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<F: Fn(f32, f32) -> f32>(
-            out: &mut [MaybeUninit<f32>],
-            a: &[f32],
-            b: &[f32],
-            f: &F,
-        ) {
-            zip_into(out, a, b, f)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<F: Fn(f32, f32) -> f32>(out: &mut [MaybeUninit<f32>], a: &[f32], b: &[f32], f: &F) {
-            zip_into(out, a, b, f)
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { avx512(out, a, b, f) };
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: as above.
-            return unsafe { avx2(out, a, b, f) };
-        }
-    }
-    zip_into(out, a, b, f)
+    wide::run(
+        #[inline(always)]
+        || zip_into(out, a, b, f),
+    )
 }
 
 /// The gradient of an embedding table `[rows, d]` from the gradient `[ids.len(), d]` of the rows
@@ -332,10 +296,11 @@ pub fn softmax_backward(y: &[f32], grad: &[f32], cols: usize) -> Vec<f32> {
 }
 
 /// A row's mean and `1/√(variance + ε)` (the biased variance, as transformers' LayerNorm).
+#[inline(always)]
 fn mean_and_rstd(row: &[f32], epsilon: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = wide::lane_sum(row, row, |v, _| v) / n;
+    let var = wide::lane_sum(row, row, |v, _| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + epsilon).sqrt())
 }
 
@@ -361,26 +326,29 @@ pub fn layer_norm_backward(
         .enumerate()
         .map(|(c, chunk)| {
             let (mut dgamma, mut dbeta) = (vec![0.0f32; cols], vec![0.0f32; cols]);
-            let mut dxhat = vec![0.0f32; cols];
-            for (r, out) in chunk.chunks_mut(cols).enumerate() {
-                let start = (c * rows_per_task + r) * cols;
-                let (x, g) = (&x[start..start + cols], &grad[start..start + cols]);
-                let (mean, rstd) = mean_and_rstd(x, epsilon);
-                let (mut sum, mut sum_xhat) = (0.0f32, 0.0f32);
-                for j in 0..cols {
-                    let xhat = (x[j] - mean) * rstd;
-                    dgamma[j] += g[j] * xhat;
-                    dbeta[j] += g[j];
-                    dxhat[j] = g[j] * gamma[j];
-                    sum += dxhat[j];
-                    sum_xhat += dxhat[j] * xhat;
-                }
-                let (a, b) = (sum / cols as f32, sum_xhat / cols as f32);
-                for j in 0..cols {
-                    let xhat = (x[j] - mean) * rstd;
-                    out[j].write(rstd * (dxhat[j] - a - xhat * b));
-                }
-            }
+            let (mut xhat, mut dxhat) = (vec![0.0f32; cols], vec![0.0f32; cols]);
+            wide::run(
+                #[inline(always)]
+                || {
+                    for (r, out) in chunk.chunks_mut(cols).enumerate() {
+                        let start = (c * rows_per_task + r) * cols;
+                        let (x, g) = (&x[start..start + cols], &grad[start..start + cols]);
+                        let (mean, rstd) = mean_and_rstd(x, epsilon);
+                        for (j, (&x, &g)) in x.iter().zip(g).enumerate() {
+                            let xhat_j = (x - mean) * rstd;
+                            xhat[j] = xhat_j;
+                            dgamma[j] += g * xhat_j;
+                            dbeta[j] += g;
+                            dxhat[j] = g * gamma[j];
+                        }
+                        let a = wide::lane_sum(&dxhat, &dxhat, |d, _| d) / cols as f32;
+                        let b = wide::lane_sum(&dxhat, &xhat, |d, x| d * x) / cols as f32;
+                        for ((o, &d), &x) in out.iter_mut().zip(&dxhat).zip(&xhat) {
+                            o.write(rstd * (d - a - x * b));
+                        }
+                    }
+                },
+            );
             (dgamma, dbeta)
         })
         .reduce_with(|(mut g1, mut b1), (g2, b2)| {

@@ -9,6 +9,7 @@ mod host_ops;
 #[cfg(feature = "flex")]
 mod kernels;
 pub mod ops;
+pub mod wide;
 
 use crate::error::{Error, Result};
 

@@ -291,11 +291,12 @@ mod tests {
     fn layer_norm_equals_burns() {
         let device = device();
         for epsilon in [1e-12, 1e-5] {
-            let mut layer = LayerNormConfig::new(8).with_epsilon(epsilon).init(&device);
-            let (gamma, beta) = (input([8], 11, &device), input([8], 12, &device));
+            // 40 columns: two full 16-lane blocks of the row sums and a tail.
+            let mut layer = LayerNormConfig::new(40).with_epsilon(epsilon).init(&device);
+            let (gamma, beta) = (input([40], 11, &device), input([40], 12, &device));
             layer.gamma = Param::from_tensor(gamma.clone());
             layer.beta = Some(Param::from_tensor(beta.clone()));
-            let x = input([3, 4, 8], 10, &device);
+            let x = input([3, 4, 40], 10, &device);
             same_op(
                 &[x.clone()],
                 |t| layer_norm(&layer, epsilon, t[0].clone()),

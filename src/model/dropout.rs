@@ -10,6 +10,8 @@ use burn::nn::Dropout;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::backend::wide;
+
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
 
@@ -33,6 +35,7 @@ pub fn seed_dropout(seed: u64) {
 
 /// SplitMix64's finalizer: a bijection of 64-bit words whose outputs for consecutive inputs
 /// look independent.
+#[inline(always)]
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -77,12 +80,15 @@ fn mask(n: usize, keep: f64, key: u64) -> Vec<f32> {
         .enumerate()
         .for_each(|(c, chunk)| {
             let base = (c * CHUNK) as u64;
-            for (j, m) in chunk.iter_mut().enumerate() {
-                let word = mix(key.wrapping_add((base + j as u64).wrapping_mul(GOLDEN)));
-                if word >> 32 < threshold {
-                    *m = scale;
-                }
-            }
+            wide::run(
+                #[inline(always)]
+                || {
+                    for (j, m) in chunk.iter_mut().enumerate() {
+                        let word = mix(key.wrapping_add((base + j as u64).wrapping_mul(GOLDEN)));
+                        *m = if word >> 32 < threshold { scale } else { 0.0 };
+                    }
+                },
+            )
         });
     mask
 }

@@ -3,13 +3,16 @@
 //! all-MiniLM-L6-v2's step spent ~200 ms there on a 2-core machine, as long as its forward
 //! and backward on a short batch (README, Performance). Same state type (checkpoints resume
 //! either way) and the same arithmetic per element, in the same order, so the results equal
-//! Burn's bit for bit; elsewhere (GPUs, ndarray, AMSGrad) Burn's own step runs.
+//! Burn's bit for bit (compiled for the widest vector unit: its divisions and square roots
+//! bound the pass); elsewhere (GPUs, ndarray, AMSGrad) Burn's own step runs.
 
 use burn::optim::{
     AdamW as BurnAdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, Optimizer,
 };
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
+
+use crate::backend::wide;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
@@ -118,12 +121,18 @@ impl AdamW {
             .zip(v.par_chunks_mut(CHUNK))
             .zip(param.par_chunks(CHUNK))
             .for_each(|(((g, m), v), param)| {
-                for (((g, m), v), &p) in g.iter_mut().zip(m).zip(v).zip(param) {
-                    *m = *m * beta_1 + *g * factor_1;
-                    *v = *v * beta_2 + *g * *g * factor_2;
-                    let delta = (*m / correction_1) / ((*v / correction_2).sqrt() + epsilon);
-                    *g = p * keep - delta * lr;
-                }
+                wide::run(
+                    #[inline(always)]
+                    || {
+                        for (((g, m), v), &p) in g.iter_mut().zip(m).zip(v).zip(param) {
+                            *m = *m * beta_1 + *g * factor_1;
+                            *v = *v * beta_2 + *g * *g * factor_2;
+                            let delta =
+                                (*m / correction_1) / ((*v / correction_2).sqrt() + epsilon);
+                            *g = p * keep - delta * lr;
+                        }
+                    },
+                )
             });
     }
 }
