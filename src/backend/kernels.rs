@@ -299,8 +299,8 @@ pub fn softmax_backward(y: &[f32], grad: &[f32], cols: usize) -> Vec<f32> {
 #[inline(always)]
 fn mean_and_rstd(row: &[f32], epsilon: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = wide::lane_sum(row, row, |v, _| v) / n;
-    let var = wide::lane_sum(row, row, |v, _| (v - mean) * (v - mean)) / n;
+    let mean = wide::lane_sum::<_, 16>(row, row, |v, _| v) / n;
+    let var = wide::lane_sum::<_, 16>(row, row, |v, _| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + epsilon).sqrt())
 }
 
@@ -341,8 +341,8 @@ pub fn layer_norm_backward(
                             dbeta[j] += g;
                             dxhat[j] = g * gamma[j];
                         }
-                        let a = wide::lane_sum(&dxhat, &dxhat, |d, _| d) / cols as f32;
-                        let b = wide::lane_sum(&dxhat, &xhat, |d, x| d * x) / cols as f32;
+                        let a = wide::lane_sum::<_, 16>(&dxhat, &dxhat, |d, _| d) / cols as f32;
+                        let b = wide::lane_sum::<_, 16>(&dxhat, &xhat, |d, x| d * x) / cols as f32;
                         for ((o, &d), &x) in out.iter_mut().zip(&dxhat).zip(&xhat) {
                             o.write(rstd * (d - a - x * b));
                         }

@@ -3,6 +3,9 @@
 //! or AVX-512 (16). Rust never contracts `a·b + c` into a fused multiply-add, so a loop computes
 //! the same bits whichever version runs.
 
+use std::iter::Sum;
+use std::ops::AddAssign;
+
 /// Runs `body` compiled for AVX-512 (with its DQ, BW and VL parts: 64-bit multiplies, masks),
 /// else AVX2 with FMA, else the baseline. `body` is inlined into each version only when it is
 /// marked so: pass a closure as `wide::run(#[inline(always)] || …)`.
@@ -38,25 +41,31 @@ fn has_avx512() -> bool {
         && is_x86_feature_detected!("avx512vl")
 }
 
-/// `Σ f(a[j], b[j])` in 16 running sums (`j mod 16`), added up at the end: a sum the vectorizer
-/// may spread over lanes (one running sum is a chain it must keep in order).
+/// `Σ f(a[j], b[j])` in `L` running sums (`j mod L`), added up at the end: a sum the vectorizer
+/// may spread over lanes (one running sum is a chain it must keep in order). `L` = 16 fills an
+/// AVX-512 register with f32, 8 with f64.
 #[inline(always)]
-pub fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+pub fn lane_sum<T, const L: usize>(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> T) -> T
+where
+    T: Copy + Default + AddAssign + Sum,
+{
     assert_eq!(a.len(), b.len(), "summed slices of one length");
-    let (a, b) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a
+    let (a, b) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: T = a
         .remainder()
         .iter()
         .zip(b.remainder())
         .map(|(&x, &y)| f(x, y))
         .sum();
-    let mut lanes = [0f32; 16];
+    let mut lanes = [T::default(); L];
     for (a, b) in a.zip(b) {
         for ((lane, &x), &y) in lanes.iter_mut().zip(a).zip(b) {
             *lane += f(x, y);
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    let mut total: T = lanes.into_iter().sum();
+    total += tail;
+    total
 }
 
 #[cfg(test)]
@@ -69,9 +78,17 @@ mod tests {
         for n in [0usize, 1, 15, 16, 17, 100, 384] {
             let a: Vec<f32> = (1..=n).map(|j| j as f32).collect();
             let expected = (n * (n + 1) / 2) as f32;
-            assert_eq!(run(|| lane_sum(&a, &a, |x, _| x)), expected, "n = {n}");
+            assert_eq!(
+                run(|| lane_sum::<f32, 16>(&a, &a, |x, _| x)),
+                expected,
+                "n = {n}"
+            );
             let squares = (n * (n + 1) * (2 * n + 1) / 6) as f32;
-            assert_eq!(run(|| lane_sum(&a, &a, |x, y| x * y)), squares, "n = {n}");
+            assert_eq!(
+                run(|| lane_sum::<f32, 16>(&a, &a, |x, y| x * y)),
+                squares,
+                "n = {n}"
+            );
         }
     }
 }

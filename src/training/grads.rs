@@ -49,25 +49,11 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
     sum.total.map(|total| (total + on_host).sqrt())
 }
 
-/// `Σ g²` in f64, in 8 running sums (`j mod 8`, one AVX-512 register) so that it vectorizes.
+/// `Σ g²` in f64, in 8 running sums (one AVX-512 register) so that it vectorizes.
 fn sum_squares(values: &[f32]) -> f64 {
     wide::run(
         #[inline(always)]
-        || {
-            let mut lanes = [0f64; 8];
-            let mut chunks = values.chunks_exact(8);
-            for c in &mut chunks {
-                for (lane, &g) in lanes.iter_mut().zip(c) {
-                    *lane += f64::from(g) * f64::from(g);
-                }
-            }
-            let tail: f64 = chunks
-                .remainder()
-                .iter()
-                .map(|&g| f64::from(g) * f64::from(g))
-                .sum();
-            lanes.iter().sum::<f64>() + tail
-        },
+        || wide::lane_sum::<f64, 8>(values, values, |g, _| f64::from(g) * f64::from(g)),
     )
 }
 
