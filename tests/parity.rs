@@ -1,6 +1,7 @@
 //! Numerical parity with Python transformers (reference values from scripts/make_fixtures.py):
 //! token ids, last hidden state, pooler output and logits agree within 1e-4 on every input,
-//! alone and in a padded batch.
+//! alone and in a padded batch; so do the logits of `SequenceClassifier::logits` (what training
+//! and prediction run: BERT-family models compute only the first position in the last layer).
 
 mod common;
 
@@ -56,6 +57,7 @@ fn check_parity(model_dir: &Path, reference: &Path) {
             values(out.last_hidden_state),
         );
         compare(&reference, i, "logits", values(out.logits));
+        compare(&reference, i, "logits", values(logits(&predictor, &[enc])));
         if let Some(pooled) = out.pooler_output {
             compare(&reference, i, "pooler_output", values(pooled));
         }
@@ -66,19 +68,25 @@ fn check_parity(model_dir: &Path, reference: &Path) {
     let out = forward(&predictor, &all);
     let [_, seq, hidden] = out.last_hidden_state.dims();
     let states = values(out.last_hidden_state);
-    let logits = values(out.logits.clone());
     let [_, labels] = out.logits.dims();
+    let full = values(out.logits);
+    let first_only = values(logits(&predictor, &all));
     for (i, enc) in encoded.iter().enumerate() {
         let len = enc.input_ids.len();
         let row = &states[i * seq * hidden..(i * seq + len) * hidden];
         compare(&reference, i, "last_hidden_state", row.to_vec());
-        compare(
-            &reference,
-            i,
-            "logits",
-            logits[i * labels..(i + 1) * labels].to_vec(),
-        );
+        for logits in [&full, &first_only] {
+            let row = logits[i * labels..(i + 1) * labels].to_vec();
+            compare(&reference, i, "logits", row);
+        }
     }
+}
+
+fn logits(predictor: &Predictor, examples: &[&Encoded]) -> Tensor<2> {
+    let batch = collate(examples, predictor.tokenizer.pad_id(), &predictor.device);
+    predictor
+        .model
+        .logits(batch.input_ids, batch.token_type_ids, batch.attention_mask)
 }
 
 fn forward(predictor: &Predictor, examples: &[&Encoded]) -> burnbert::model::ClassifierOutput {

@@ -109,7 +109,13 @@ unsafe fn product_into(out: *mut f32, a: Mat, b: Mat, accumulate: bool, parallel
         // SAFETY: the blocks are disjoint parts of `out` and of one operand's extent.
         unsafe {
             if by_rows {
-                gemm_into(out.at(start * ld), ld, a.row_block(start, len), b, accumulate);
+                gemm_into(
+                    out.at(start * ld),
+                    ld,
+                    a.row_block(start, len),
+                    b,
+                    accumulate,
+                );
             } else {
                 gemm_into(out.at(start), ld, a, b.col_block(start, len), accumulate);
             }
@@ -581,7 +587,10 @@ mod tests {
             assert_eq!(with_bias, plus, "{m}×{k}×{n} with a bias");
             let (at, bt) = (transposed(&a_values, m, k), transposed(&b_values, k, n));
             let through_views = product(Mat::rows(&at, k, m).t(), Mat::rows(&bt, n, k).t());
-            assert_eq!(through_views, expected, "{m}×{k}×{n} through transposed views");
+            assert_eq!(
+                through_views, expected,
+                "{m}×{k}×{n} through transposed views"
+            );
         }
     }
 }

@@ -203,10 +203,9 @@ impl Predictor {
     /// Logits `[examples.len()][num_labels]` of one padded batch.
     pub fn forward_rows(&self, examples: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
         let batch = collate(examples, self.tokenizer.padding(), &self.device);
-        let output =
-            self.model
-                .forward(batch.input_ids, batch.token_type_ids, batch.attention_mask);
-        let logits = output.logits;
+        let logits = self
+            .model
+            .logits(batch.input_ids, batch.token_type_ids, batch.attention_mask);
         let [_, width] = logits.dims();
         let values = logits
             .into_data()

@@ -100,13 +100,22 @@ impl BertSelfAttention {
         }
     }
 
-    /// - `hidden`: `[batch, seq, hidden]`
+    /// - `queries`: `[batch, queries, hidden]`, the positions to attend from (`hidden` itself,
+    ///   or its first position where only that one is needed)
+    /// - `hidden`: `[batch, seq, hidden]`, the keys and values
     /// - `pad_mask`: `[batch, seq]`, `true` on padding
-    /// - returns the context `[batch, seq, hidden]`
-    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
+    /// - returns the context `[batch, queries, hidden]`
+    pub fn forward(
+        &self,
+        queries: Tensor<3>,
+        hidden: Tensor<3>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> Tensor<3> {
         let c = self.compute;
-        let heads = |layer: &Linear| split_heads(c.linear(layer, hidden.clone()), self.num_heads);
-        let (q, k, v) = (heads(&self.query), heads(&self.key), heads(&self.value));
+        let heads =
+            |layer: &Linear, x: &Tensor<3>| split_heads(c.linear(layer, x.clone()), self.num_heads);
+        let q = heads(&self.query, &queries);
+        let (k, v) = (heads(&self.key, &hidden), heads(&self.value, &hidden));
         let masks = [key_mask(pad_mask)];
         let scores = Scores::default();
         merge_heads(scaled_dot_product(
@@ -149,11 +158,11 @@ pub(crate) struct Scores {
 
 /// Multi-head scaled dot-product attention, the one every family's self-attention ends in:
 /// `dropout(softmax(q·kᵀ/scale + bias, hidden keys masked))·v`.
-/// - `[q, k, v]`: `[batch, heads, seq, head_dim]`
-/// - `masks`: at least one, each broadcastable to `[batch, heads, seq, seq]`, `true` where a key
-///   is hidden from a query (padding; ModernBERT's local window)
+/// - `q`: `[batch, heads, queries, head_dim]`; `k`, `v`: `[batch, heads, seq, head_dim]`
+/// - `masks`: at least one, each broadcastable to `[batch, heads, queries, seq]`, `true` where a
+///   key is hidden from a query (padding; ModernBERT's local window)
 /// - `scores`: the scale and bias (`Scores::default()`: `√head_dim`, none)
-/// - returns `[batch, heads, seq, head_dim]`
+/// - returns `[batch, heads, queries, head_dim]`
 ///
 /// Without autodiff (no dropout), the backend's fused attention runs where it computes these
 /// scores right (flash kernels on CubeCL, flex's own; not tch: see `fused_attention_works`, and
@@ -166,7 +175,8 @@ pub(crate) fn scaled_dot_product(
     scores: Scores,
     drop: &Dropout,
 ) -> Tensor<4> {
-    let [batch, heads, seq, head_dim] = q.dims();
+    let [batch, heads, queries, head_dim] = q.dims();
+    let seq = k.dims()[2];
     let device = q.device();
     let Scores { scale, bias } = scores;
     let fused = !device.is_autodiff()
@@ -176,7 +186,7 @@ pub(crate) fn scaled_dot_product(
             crate::backend::fused_attention_with_bias_works(&device)
         };
     if fused {
-        let full = [batch, heads, seq, seq];
+        let full = [batch, heads, queries, seq];
         let mut mask = masks[0].clone().expand(full);
         for other in &masks[1..] {
             mask = mask.bool_or(other.clone().expand(full));
@@ -259,9 +269,15 @@ impl BertAttention {
         }
     }
 
-    /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`; `pad_mask` is `[batch, seq]`.
-    pub fn forward(&self, hidden: Tensor<3>, pad_mask: Tensor<2, Bool>) -> Tensor<3> {
-        let context = self.self_attn.forward(hidden.clone(), pad_mask);
-        self.output.forward(context, hidden)
+    /// `queries` `[batch, queries, hidden]` (rows of `hidden`) attending over `hidden`
+    /// `[batch, seq, hidden]` -> `[batch, queries, hidden]`; `pad_mask` is `[batch, seq]`.
+    pub fn forward(
+        &self,
+        queries: Tensor<3>,
+        hidden: Tensor<3>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> Tensor<3> {
+        let context = self.self_attn.forward(queries.clone(), hidden, pad_mask);
+        self.output.forward(context, queries)
     }
 }

@@ -178,24 +178,55 @@ impl BertClassifier {
         token_type_ids: Tensor<2, Int>,
         attention_mask: Tensor<2, Int>,
     ) -> ClassifierOutput {
-        let pad_mask: Tensor<2, Bool> = attention_mask.equal_elem(0);
-        let mut embedded = self.embeddings.forward(input_ids, token_type_ids);
-        if let Some(project) = &self.embeddings_project {
-            embedded = project.forward(embedded);
-        }
-        let last_hidden_state = self.encoder.forward(embedded, pad_mask);
-        let pooler_output = self
-            .pooler
-            .as_ref()
-            .map(|pooler| pooler.forward(last_hidden_state.clone()));
-        let logits = self
-            .head
-            .forward(last_hidden_state.clone(), pooler_output.clone());
+        let last_hidden_state = self.encode([input_ids, token_type_ids, attention_mask], false);
+        let (pooler_output, logits) = self.classify(last_hidden_state.clone());
         ClassifierOutput {
             last_hidden_state,
             pooler_output,
             logits,
         }
+    }
+
+    /// The logits `[batch, num_labels]` of [`Self::forward`], from the first position's final
+    /// state alone ([`BertEncoder::forward_first_token`]): what training and prediction use.
+    pub fn logits(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        let first = self.encode([input_ids, token_type_ids, attention_mask], true);
+        self.classify(first).1
+    }
+
+    /// `[input_ids, token_type_ids, attention_mask]` (`[batch, seq]`) -> the final states
+    /// `[batch, seq, hidden]`, or `[batch, 1, hidden]` of the first position when `first_only`.
+    fn encode(
+        &self,
+        [input_ids, token_type_ids, attention_mask]: [Tensor<2, Int>; 3],
+        first_only: bool,
+    ) -> Tensor<3> {
+        let pad_mask: Tensor<2, Bool> = attention_mask.equal_elem(0);
+        let mut embedded = self.embeddings.forward(input_ids, token_type_ids);
+        if let Some(project) = &self.embeddings_project {
+            embedded = project.forward(embedded);
+        }
+        if first_only {
+            self.encoder.forward_first_token(embedded, pad_mask)
+        } else {
+            self.encoder.forward(embedded, pad_mask)
+        }
+    }
+
+    /// Final states `[batch, seq, hidden]` (only the first position is read) -> the pooler's
+    /// output (BERT, ALBERT) and the logits `[batch, num_labels]`.
+    fn classify(&self, hidden: Tensor<3>) -> (Option<Tensor<2>>, Tensor<2>) {
+        let pooled = self
+            .pooler
+            .as_ref()
+            .map(|pooler| pooler.forward(hidden.clone()));
+        let logits = self.head.forward(hidden, pooled.clone());
+        (pooled, logits)
     }
 }
 

@@ -65,4 +65,22 @@ impl SequenceClassifier {
             Self::DebertaV2(model) => model.forward(input_ids, token_type_ids, attention_mask),
         }
     }
+
+    /// The logits `[batch, num_labels]` of [`Self::forward`] (same inputs) without the other
+    /// positions' final states where the family's head reads only the first position (BERT's
+    /// variant: [`BertClassifier::logits`]).
+    pub fn logits(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        match self {
+            Self::Bert(model) => model.logits(input_ids, token_type_ids, attention_mask),
+            _ => {
+                self.forward(input_ids, token_type_ids, attention_mask)
+                    .logits
+            }
+        }
+    }
 }

@@ -78,14 +78,11 @@ impl Trainee {
     /// Forward pass and loss (unscaled) for one batch.
     pub fn forward(&self, batch: TrainBatch) -> StepOutput {
         let inputs = batch.inputs;
-        let logits = self
-            .model
-            .forward(
-                inputs.input_ids,
-                inputs.token_type_ids,
-                inputs.attention_mask,
-            )
-            .logits;
+        let logits = self.model.logits(
+            inputs.input_ids,
+            inputs.token_type_ids,
+            inputs.attention_mask,
+        );
         let device = logits.device();
         let loss = match &batch.targets {
             TargetBatch::Class(targets) => {
