@@ -6,6 +6,8 @@
 //! Burn's bit for bit (compiled for the widest vector unit: its divisions and square roots
 //! bound the pass); elsewhere (GPUs, ndarray, AMSGrad) Burn's own step runs.
 
+use std::cell::Cell;
+
 use burn::optim::{
     AdamW as BurnAdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate, Optimizer,
 };
@@ -16,6 +18,27 @@ use crate::backend::wide;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
+
+thread_local! {
+    /// What the steps on this thread multiply each gradient by before they use it
+    /// ([`with_grad_factor`]).
+    static GRAD_FACTOR: Cell<f32> = const { Cell::new(1.0) };
+}
+
+/// Runs `step` (an optimizer step) with every gradient multiplied by `factor` as AdamW reads
+/// it: global-norm clipping and loss unscaling folded into the update's one pass instead of a
+/// pass of their own over all gradients. The same bits as scaling the gradients first.
+pub fn with_grad_factor<R>(factor: f32, step: impl FnOnce() -> R) -> R {
+    /// Puts the previous factor back, also when `step` panics.
+    struct Restore(f32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_FACTOR.set(self.0);
+        }
+    }
+    let _restore = Restore(GRAD_FACTOR.replace(factor));
+    step()
+}
 
 /// AdamW with PyTorch's update (decoupled weight decay, bias-corrected moments).
 #[derive(Clone)]
@@ -58,6 +81,7 @@ impl Optimizer for AdamW {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
+        let factor = GRAD_FACTOR.get();
         // Whether the parameter lives on the host is `host_values`' to say.
         let on_host = grad.dtype() == DType::F32
             && state.as_ref().is_none_or(|s| {
@@ -68,6 +92,11 @@ impl Optimizer for AdamW {
             .then(|| crate::backend::host_values(&tensor))
             .flatten()
         else {
+            let grad = if factor == 1.0 {
+                grad
+            } else {
+                grad.mul_scalar(factor)
+            };
             return self.burn.step(lr, tensor, grad, state);
         };
         let (time, moments) = match state {
@@ -87,7 +116,7 @@ impl Optimizer for AdamW {
             }
         };
         self.update(
-            lr,
+            (lr, factor),
             time,
             &param,
             [&mut grad, &mut m, &mut v].map(|d| d.as_mut_slice::<f32>().expect("f32 tensor")),
@@ -105,11 +134,17 @@ impl Optimizer for AdamW {
 }
 
 impl AdamW {
-    /// Step `time` (1 for the first) of `param`, as Burn's AdamW computes it, with the moments
-    /// `[m, v]` updated in place and the new parameter written over the gradient `g`:
-    /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// Step `time` (1 for the first) of `param`, as Burn's AdamW computes it on the gradient
+    /// `g·factor`, with the moments `[m, v]` updated in place and the new parameter written
+    /// over the gradient `g`: with `g ← g·factor`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
     /// `g ← param·(1 − lr·λ) − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)`.
-    fn update(&self, lr: LearningRate, time: usize, param: &[f32], [g, m, v]: [&mut [f32]; 3]) {
+    fn update(
+        &self,
+        (lr, factor): (LearningRate, f32),
+        time: usize,
+        param: &[f32],
+        [g, m, v]: [&mut [f32]; 3],
+    ) {
         let (beta_1, beta_2, epsilon) = (self.beta_1, self.beta_2, self.epsilon);
         let (factor_1, factor_2) = (1.0 - beta_1, 1.0 - beta_2);
         let time = time as i32;
@@ -125,8 +160,9 @@ impl AdamW {
                     #[inline(always)]
                     || {
                         for (((g, m), v), &p) in g.iter_mut().zip(m).zip(v).zip(param) {
-                            *m = *m * beta_1 + *g * factor_1;
-                            *v = *v * beta_2 + *g * *g * factor_2;
+                            let grad = *g * factor;
+                            *m = *m * beta_1 + grad * factor_1;
+                            *v = *v * beta_2 + grad * grad * factor_2;
                             let delta =
                                 (*m / correction_1) / ((*v / correction_2).sqrt() + epsilon);
                             *g = p * keep - delta * lr;
@@ -143,7 +179,8 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// Five steps of ours and of Burn's AdamW from the same start, with and without weight
-    /// decay, on a tensor large enough to be split across tasks: the same bits.
+    /// decay, on a tensor large enough to be split across tasks, the last two with a gradient
+    /// factor: the same bits.
     #[test]
     fn equals_burns_adamw_bit_for_bit() {
         let device = Device::flex();
@@ -160,8 +197,11 @@ mod tests {
             for step in 0..5 {
                 let grad = Tensor::<2>::random([300, 257], Distribution::Normal(0.0, 1.0), &device);
                 let lr = 1e-3 * (step + 1) as f64;
-                (a, state_a) = ours.step(lr, a, grad.clone(), state_a);
-                (b, state_b) = theirs.step(lr, b, grad, state_b);
+                // Steps 3 and 4 with the gradient scaled in the update: as Burn's on the
+                // gradient scaled first.
+                let factor = if step >= 3 { 0.37 } else { 1.0 };
+                (a, state_a) = with_grad_factor(factor, || ours.step(lr, a, grad.clone(), state_a));
+                (b, state_b) = theirs.step(lr, b, grad.mul_scalar(factor), state_b);
             }
             let differ = |x: Tensor<2>, y: Tensor<2>| {
                 let (x, y) = (x.into_data(), y.into_data());

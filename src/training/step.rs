@@ -1,4 +1,5 @@
-//! One optimisation step: forward, the task's loss, backward, global-norm gradient clipping.
+//! One optimisation step: forward, the task's loss, backward, global-norm gradient clipping
+//! (on the host folded into AdamW's pass: `adamw::with_grad_factor`).
 
 use std::sync::{Arc, Mutex};
 
@@ -10,6 +11,7 @@ use burn::tensor::Tensor;
 use burn::train::metric::{Adaptor, ItemLazy, LossInput};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
+use super::adamw::with_grad_factor;
 use super::grads::{clip_factor, global_norm, scale_grads};
 use super::scaler::LossScaler;
 use crate::data::{TargetBatch, TrainBatch};
@@ -160,6 +162,11 @@ impl TrainStep for Trainee {
         } else {
             return optim.step(lr, self, grads);
         };
+        if crate::backend::cheap_host_access(&factor.device()) {
+            // Read on the host for free: AdamW scales each gradient as it reads it.
+            let factor = factor.into_scalar::<f32>();
+            return with_grad_factor(factor, || optim.step(lr, self, grads));
+        }
         let grads = scale_grads(&self, grads, factor);
         optim.step(lr, self, grads)
     }
