@@ -72,17 +72,21 @@ pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// `layer(x)` with the layer's own epsilon `epsilon` (Burn keeps it private); any shape
-/// `[.., d]`.
+/// `[.., d]`. A layer without a bias (ModernBERT's `norm_bias = false`) takes a constant zero
+/// one on the host.
 pub fn layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if let Some(beta) = &layer.beta
-        && on_host(&[&x])
-    {
+    if on_host(&[&x]) {
+        let gamma = layer.gamma.val();
+        let beta = match &layer.beta {
+            Some(beta) => beta.val(),
+            None => gamma.zeros_like(),
+        };
         return call(|| {
             burn::backend::Dispatch::host_layer_norm(
                 x.into_dispatch(),
-                layer.gamma.val().into_dispatch(),
-                beta.val().into_dispatch(),
+                gamma.into_dispatch(),
+                beta.into_dispatch(),
                 epsilon,
             )
         });
@@ -287,15 +291,20 @@ mod tests {
         );
     }
 
+    /// With a bias at two epsilons, and without one (ModernBERT's norms, through the host op's
+    /// constant zero bias).
     #[test]
     fn layer_norm_equals_burns() {
         let device = device();
-        for epsilon in [1e-12, 1e-5] {
+        for (epsilon, bias) in [(1e-12, true), (1e-5, true), (1e-5, false)] {
             // 40 columns: two full 16-lane blocks of the row sums and a tail.
-            let mut layer = LayerNormConfig::new(40).with_epsilon(epsilon).init(&device);
+            let mut layer = LayerNormConfig::new(40)
+                .with_epsilon(epsilon)
+                .with_bias(bias)
+                .init(&device);
             let (gamma, beta) = (input([40], 11, &device), input([40], 12, &device));
             layer.gamma = Param::from_tensor(gamma.clone());
-            layer.beta = Some(Param::from_tensor(beta.clone()));
+            layer.beta = bias.then(|| Param::from_tensor(beta.clone()));
             let x = input([3, 4, 40], 10, &device);
             same_op(
                 &[x.clone()],
@@ -306,16 +315,17 @@ mod tests {
                 .sum()
                 .backward();
             let g_theirs = (layer.forward(x.clone()) * x.detach()).sum().backward();
-            close(
-                gamma.grad(&g_ours).unwrap(),
-                gamma.grad(&g_theirs).unwrap(),
-                "gamma gradient",
-            );
-            close(
-                beta.grad(&g_ours).unwrap(),
-                beta.grad(&g_theirs).unwrap(),
-                "beta gradient",
-            );
+            let mut params = vec![(gamma, "gamma gradient")];
+            if bias {
+                params.push((beta, "beta gradient"));
+            }
+            for (param, what) in params {
+                close(
+                    param.grad(&g_ours).unwrap(),
+                    param.grad(&g_theirs).unwrap(),
+                    what,
+                );
+            }
         }
     }
 

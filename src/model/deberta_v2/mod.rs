@@ -24,6 +24,7 @@ use super::config::{FamilyConfig, ModelConfig};
 use super::dropout::dropout;
 use super::encoder::{BertIntermediate, BertLayer, BertOutput};
 use super::mixed::Compute;
+use crate::backend::ops;
 
 pub(crate) mod config;
 
@@ -93,6 +94,9 @@ pub struct DebertaV2Embeddings {
     pub layer_norm: LayerNorm,
     /// `hidden_dropout_prob`.
     pub dropout: Dropout,
+    /// The LayerNorms' epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl DebertaV2Embeddings {
@@ -117,6 +121,7 @@ impl DebertaV2Embeddings {
             }),
             layer_norm: layer_norm(config, device),
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
@@ -130,20 +135,21 @@ impl DebertaV2Embeddings {
     ) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let device = input_ids.device();
-        let mut x = self.word_embeddings.forward(input_ids);
+        let mut x = ops::embedding(&self.word_embeddings, input_ids);
         if let Some(positions) = &self.position_embeddings {
             let ids = Tensor::<1, Int>::arange(0..seq as i64, &device)
                 .unsqueeze::<2>()
                 .expand([batch, seq]);
-            x = x + positions.forward(ids);
+            x = x + ops::embedding(positions, ids);
         }
         if let Some(types) = &self.token_type_embeddings {
-            x = x + types.forward(token_type_ids);
+            x = x + ops::embedding(types, token_type_ids);
         }
         if let Some(project) = &self.embed_proj {
             x = project.forward(x);
         }
-        dropout(&self.dropout, self.layer_norm.forward(x) * real)
+        let normed = ops::layer_norm(&self.layer_norm, self.layer_norm_eps, x);
+        dropout(&self.dropout, normed * real)
     }
 }
 
@@ -388,6 +394,9 @@ pub struct ConvLayer {
     /// `conv_act`.
     #[module(skip)]
     pub activation: Activation,
+    /// The LayerNorms' epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl ConvLayer {
@@ -395,7 +404,7 @@ impl ConvLayer {
     pub fn forward(&self, embedded: Tensor<3>, layer_out: Tensor<3>, real: Tensor<3>) -> Tensor<3> {
         let out = self.conv.forward(embedded.swap_dims(1, 2)).swap_dims(1, 2) * real.clone();
         let out = activate(self.activation, dropout(&self.dropout, out));
-        self.layer_norm.forward(layer_out + out) * real
+        ops::layer_norm(&self.layer_norm, self.layer_norm_eps, layer_out + out) * real
     }
 }
 
@@ -413,6 +422,9 @@ pub struct DebertaV2Encoder {
     /// The settings the relative positions are built from.
     #[module(skip)]
     pub family: DebertaV2Config,
+    /// The LayerNorms' epsilon (`layer_norm_eps`).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl DebertaV2Encoder {
@@ -439,8 +451,10 @@ impl DebertaV2Encoder {
                 layer_norm: layer_norm(config, device),
                 dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
                 activation,
+                layer_norm_eps: config.layer_norm_eps,
             }),
             family,
+            layer_norm_eps: config.layer_norm_eps,
         }
     }
 
@@ -455,7 +469,7 @@ impl DebertaV2Encoder {
         let relative = self.rel_embeddings.as_ref().map(|table| {
             let weights = table.weight.val();
             let weights = match &self.layer_norm {
-                Some(norm) => norm.forward(weights),
+                Some(norm) => ops::layer_norm(norm, self.layer_norm_eps, weights),
                 None => weights,
             };
             Relative {

@@ -24,6 +24,7 @@ use super::classifier::{ClassifierOutput, first_token};
 use super::config::{FamilyConfig, ModelConfig};
 use super::dropout::dropout;
 use super::mixed::Compute;
+use crate::backend::ops::{embedding, layer_norm, mul};
 
 pub(crate) mod config;
 
@@ -61,6 +62,9 @@ pub struct ModernBertEmbeddings {
     pub norm: LayerNorm,
     /// `embedding_dropout`.
     pub drop: Dropout,
+    /// The norms' epsilon (`norm_eps`).
+    #[module(skip)]
+    pub norm_eps: f64,
 }
 
 impl ModernBertEmbeddings {
@@ -68,7 +72,11 @@ impl ModernBertEmbeddings {
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
         dropout(
             &self.drop,
-            self.norm.forward(self.tok_embeddings.forward(input_ids)),
+            layer_norm(
+                &self.norm,
+                self.norm_eps,
+                embedding(&self.tok_embeddings, input_ids),
+            ),
         )
     }
 }
@@ -220,7 +228,7 @@ impl ModernBertMlp {
         let mut halves = c.linear(&self.wi, x).chunk(2, 2);
         let gate = halves.pop().expect("two chunks");
         let input = halves.pop().expect("two chunks");
-        let inner = dropout(&self.drop, activate(self.activation, input) * gate);
+        let inner = dropout(&self.drop, mul(activate(self.activation, input), gate));
         c.linear(&self.wo, inner)
     }
 }
@@ -237,6 +245,9 @@ pub struct ModernBertEncoderLayer {
     pub mlp_norm: LayerNorm,
     /// GeGLU feed-forward.
     pub mlp: ModernBertMlp,
+    /// The norms' epsilon (`norm_eps`).
+    #[module(skip)]
+    pub norm_eps: f64,
 }
 
 impl ModernBertEncoderLayer {
@@ -268,17 +279,19 @@ impl ModernBertEncoderLayer {
                 activation: config.hidden_act,
                 compute: Compute::default(),
             },
+            norm_eps: config.layer_norm_eps,
         }
     }
 
     /// `[batch, seq, hidden]` -> `[batch, seq, hidden]`
     pub fn forward(&self, hidden: Tensor<3>, inputs: &AttentionInputs) -> Tensor<3> {
         let normed = match &self.attn_norm {
-            Some(norm) => norm.forward(hidden.clone()),
+            Some(norm) => layer_norm(norm, self.norm_eps, hidden.clone()),
             None => hidden.clone(),
         };
         let hidden = hidden + self.attn.forward(normed, inputs);
-        hidden.clone() + self.mlp.forward(self.mlp_norm.forward(hidden))
+        let normed = layer_norm(&self.mlp_norm, self.norm_eps, hidden.clone());
+        hidden + self.mlp.forward(normed)
     }
 }
 
@@ -291,6 +304,9 @@ pub struct ModernBertModel {
     pub layers: Vec<ModernBertEncoderLayer>,
     /// Norm of the last hidden state.
     pub final_norm: LayerNorm,
+    /// The norms' epsilon (`norm_eps`).
+    #[module(skip)]
+    pub norm_eps: f64,
 }
 
 /// `ModernBertForSequenceClassification`'s head: pooling, `ModernBertPredictionHead` (dense →
@@ -314,6 +330,9 @@ pub struct ModernBertHead {
     /// The float type the matmuls compute in (mixed precision).
     #[module(skip)]
     pub compute: Compute,
+    /// The norms' epsilon (`norm_eps`).
+    #[module(skip)]
+    pub norm_eps: f64,
 }
 
 impl ModernBertHead {
@@ -330,9 +349,11 @@ impl ModernBertHead {
                 sum / mask.sum_dim(1).reshape([batch, 1])
             }
         };
-        let x = self
-            .norm
-            .forward(activate(self.activation, c.linear(&self.dense, pooled)));
+        let x = layer_norm(
+            &self.norm,
+            self.norm_eps,
+            activate(self.activation, c.linear(&self.dense, pooled)),
+        );
         c.linear(&self.classifier, dropout(&self.drop, x))
     }
 }
@@ -358,11 +379,13 @@ impl ModernBertClassifier {
                     tok_embeddings: EmbeddingConfig::new(config.vocab_size, h).init(device),
                     norm: norm(config, device),
                     drop: DropoutConfig::new(family.embedding_dropout).init(),
+                    norm_eps: config.layer_norm_eps,
                 },
                 layers: (0..config.num_hidden_layers)
                     .map(|i| ModernBertEncoderLayer::new(config, i, device))
                     .collect(),
                 final_norm: norm(config, device),
+                norm_eps: config.layer_norm_eps,
             },
             // A head the checkpoint lacks starts as transformers' `_init_weights` has it (without
             // the truncation at two standard deviations).
@@ -380,6 +403,7 @@ impl ModernBertClassifier {
                 activation: family.classifier_activation,
                 pooling: family.classifier_pooling,
                 compute: Compute::default(),
+                norm_eps: config.layer_norm_eps,
             },
         }
     }
@@ -418,7 +442,8 @@ impl ModernBertClassifier {
             };
             hidden = layer.forward(hidden, &kinds[index].1);
         }
-        let last_hidden_state = self.model.final_norm.forward(hidden);
+        let model = &self.model;
+        let last_hidden_state = layer_norm(&model.final_norm, model.norm_eps, hidden);
         let logits = self.head.forward(last_hidden_state.clone(), attention_mask);
         ClassifierOutput {
             last_hidden_state,
