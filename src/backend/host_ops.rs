@@ -201,12 +201,22 @@ impl Backward<Flex, 3> for LinearBackward {
         let (x, w) = ops.state;
         let cols = w.layout().shape()[1];
         let g = Mat::rows(values(&grad), values(&grad).len() / cols, cols);
-        if let Some(node) = node_x {
-            let dx = kernels::product(g, matrix(&w).t());
+        let for_x = (g, matrix(&w).t());
+        let for_w = (Mat::rows(values(&x), g.rows, shape(&x)[1]).t(), g);
+        let (dx, dw) = match (&node_x, &node_w) {
+            (Some(_), Some(_)) => {
+                let (dx, dw) = kernels::product_pair(for_x, for_w);
+                (Some(dx), Some(dw))
+            }
+            _ => (
+                node_x.as_ref().map(|_| kernels::product(for_x.0, for_x.1)),
+                node_w.as_ref().map(|_| kernels::product(for_w.0, for_w.1)),
+            ),
+        };
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, tensor(dx, shape(&x)));
         }
-        if let Some(node) = node_w {
-            let dw = kernels::product(Mat::rows(values(&x), g.rows, shape(&x)[1]).t(), g);
+        if let (Some(node), Some(dw)) = (node_w, dw) {
             grads.register::<Flex>(node.id, tensor(dw, shape(&w)));
         }
         if let Some(node) = node_b {
