@@ -13,7 +13,7 @@ use super::activation::{Activation, activate};
 use super::attention::fresh_linear;
 use super::config::{Architecture, ModelConfig};
 use super::embeddings::BertEmbeddings;
-use super::encoder::BertEncoder;
+use super::encoder::{BertEncoder, first_position};
 use super::mixed::Compute;
 
 /// `BertPooler`: `tanh(dense(hidden[:, 0]))`; also DeBERTa's `ContextPooler`,
@@ -233,7 +233,5 @@ impl BertClassifier {
 /// `[batch, seq, hidden]` -> `[batch, hidden]`, the [CLS] / `<s>` position.
 pub(crate) fn first_token(hidden: Tensor<3>) -> Tensor<2> {
     let [batch, _, width] = hidden.dims();
-    hidden
-        .slice([0..batch, 0..1, 0..width])
-        .reshape([batch, width])
+    first_position(hidden).reshape([batch, width])
 }

@@ -164,15 +164,19 @@ impl BertEncoder {
         for step in 0..steps {
             let layer = &self.layer[step * blocks / steps];
             hidden = if first_only && step + 1 == steps {
-                let [batch, _, width] = hidden.dims();
-                let first = hidden.clone().slice([0..batch, 0..1, 0..width]);
-                layer.forward_queries(first, hidden, pad_mask.clone())
+                layer.forward_queries(first_position(hidden.clone()), hidden, pad_mask.clone())
             } else {
                 layer.forward(hidden, pad_mask.clone())
             };
         }
         hidden
     }
+}
+
+/// `[batch, seq, hidden]` -> `[batch, 1, hidden]`, the first ([CLS] / `<s>`) position.
+pub(crate) fn first_position(hidden: Tensor<3>) -> Tensor<3> {
+    let [batch, _, width] = hidden.dims();
+    hidden.slice([0..batch, 0..1, 0..width])
 }
 
 #[cfg(test)]
