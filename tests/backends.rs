@@ -79,6 +79,7 @@ fn every_backend_lowers_the_loss_in_a_few_steps() {
                 device,
             )),
             loss_scale: 1.0,
+            halves: None,
         };
         let mut trainee = Trainee {
             max_grad_norm: 1.0,

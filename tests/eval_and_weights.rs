@@ -108,6 +108,7 @@ fn class_weights_change_the_loss_as_expected() {
             &device(),
         )),
         loss_scale: 1.0,
+        halves: None,
     };
     let weights = vec![1.0f32, 2.0, 0.5];
     let mut trainee = Trainee::new(predictor.model);

@@ -104,6 +104,7 @@ fn f16_step_moves_weights(scaler: &LossScaler) -> bool {
         inputs: collate(&refs, predictor.tokenizer.pad_id(), &train_device),
         targets: TargetBatch::Class(Tensor::from_data([0i64, 1], &train_device)),
         loss_scale: 1.0,
+        halves: None,
     };
     let trainee = Trainee {
         max_grad_norm: 1.0,

@@ -193,3 +193,90 @@ fn patience_counts_evaluations_without_a_large_enough_gain() {
     assert!(!patience_exhausted(&[0.5, 0.5, 0.7], true, 0.1, 2));
     assert!(patience_exhausted(&[0.5, 0.5, 0.55], true, 0.1, 2));
 }
+
+/// A training step on the two halves of a batch (3 and 4 rows, each padded to its own longest
+/// input, side by side) gives the whole batch's loss, logits and every gradient: each half's
+/// loss weighted by its share of the rows, the two gradients summed. (Up to rounding: 1e-7
+/// absolute covers the attention key bias, whose gradient is rounding noise in both.)
+#[test]
+fn a_step_on_half_batches_equals_the_whole_batch_step() {
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::train::TrainStep;
+    use burnbert::data::{Encoded, Target, TrainBatcher, TrainItem};
+    use burnbert::training::Trainee;
+
+    let device = device().autodiff();
+    let dir = fixtures().join("steps/roberta");
+    let pad = ModelConfig::from_file(&dir.join("config.json"))
+        .unwrap()
+        .pad_token_id as u32;
+    let loaded = burnbert::checkpoint::load_classifier(
+        &dir,
+        Some(vec!["0".into(), "1".into()]),
+        &device,
+    )
+    .unwrap();
+    let trainee = Trainee::new(loaded.model);
+    let lengths = [11, 9, 4, 12, 3, 7, 5];
+    let items: Vec<TrainItem> = lengths
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| TrainItem {
+            encoded: Encoded {
+                input_ids: (0..len).map(|j| (5 + 13 * i + 7 * j) as u32 % 200 + 3).collect(),
+                token_type_ids: vec![0; len],
+            },
+            target: Target::Class(i % 2),
+        })
+        .collect();
+    let batcher = |halves| TrainBatcher {
+        padding: pad.into(),
+        num_labels: 2,
+        halves,
+    };
+    let split = batcher(true).batch(vec![items.clone()], &device);
+    let halves = split.halves.as_ref().expect("two halves");
+    assert_eq!(
+        halves.iter().map(|h| h.inputs.input_ids.dims()).collect::<Vec<_>>(),
+        [[3, 11], [4, 12]],
+        "each half padded to its own longest input"
+    );
+    let whole = trainee.step(batcher(false).batch(vec![items], &device));
+    let halved = trainee.step(split);
+    let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 2e-5 * scale + 1e-7, "{what}: max difference {diff} of {scale}");
+    };
+    let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    close(
+        whole.item.loss.into_data().try_to_vec::<f32>().unwrap(),
+        halved.item.loss.into_data().try_to_vec::<f32>().unwrap(),
+        "loss",
+    );
+    close(values(whole.item.logits), values(halved.item.logits), "logits");
+
+    struct Compare<'a>(&'a GradientsParams, &'a GradientsParams, usize);
+    impl ModuleVisitor for Compare<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let (Some(a), Some(b)) = (self.0.get::<D>(param.id), self.1.get::<D>(param.id)) else {
+                panic!("a gradient missing for {:?}", param.id);
+            };
+            let (a, b) = (a.into_data().try_to_vec::<f32>(), b.into_data().try_to_vec::<f32>());
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 2e-5 * scale + 1e-7,
+                "gradient {:?} {:?}: {diff} of {scale}",
+                param.id,
+                param.dims()
+            );
+            self.2 += 1;
+        }
+    }
+    let mut compare = Compare(&whole.grads, &halved.grads, 0);
+    trainee.visit(&mut compare);
+    assert!(compare.2 > 10, "{} gradients compared", compare.2);
+}

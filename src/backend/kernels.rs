@@ -265,7 +265,9 @@ pub fn batched_product(a: Mat, a_offsets: &[isize], b: Mat, b_offsets: &[isize])
     out
 }
 
-/// Sums over the rows of a row-major `[rows, cols]` buffer: `[cols]` (a bias gradient).
+/// Sums over the rows of a row-major `[rows, cols]` buffer: `[cols]` (a bias gradient). Blocks
+/// of rows are summed on every core and the block sums added in order: the same bits however
+/// the blocks were scheduled.
 pub fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
     if cols == 0 {
         return Vec::new();
@@ -279,7 +281,9 @@ pub fn column_sums(values: &[f32], cols: usize) -> Vec<f32> {
             }
             sums
         })
-        .reduce_with(|mut a, b| {
+        .collect::<Vec<_>>()
+        .into_iter()
+        .reduce(|mut a, b| {
             add_assign(&mut a, &b);
             a
         })
@@ -404,7 +408,8 @@ fn mean_and_rstd(row: &[f32], epsilon: f32) -> (f32, f32) {
 
 /// The gradients of LayerNorm `y = x̂·γ + β` over rows of `γ.len()`, `x̂ = (x − mean)·rstd`:
 /// `(dx, dγ, dβ)`, `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))` with `dx̂ = g·γ`. The row
-/// statistics are recomputed from `x`.
+/// statistics are recomputed from `x`; `dγ` and `dβ` add per-block sums in order, as
+/// [`column_sums`].
 pub fn layer_norm_backward(
     x: &[f32],
     gamma: &[f32],
@@ -449,7 +454,9 @@ pub fn layer_norm_backward(
             );
             (dgamma, dbeta)
         })
-        .reduce_with(|(mut g1, mut b1), (g2, b2)| {
+        .collect::<Vec<_>>()
+        .into_iter()
+        .reduce(|(mut g1, mut b1), (g2, b2)| {
             add_assign(&mut g1, &g2);
             add_assign(&mut b1, &b2);
             (g1, b1)
@@ -642,5 +649,32 @@ mod tests {
                 "bᵀb in a pair"
             );
         }
+    }
+
+    /// Column sums, and LayerNorm's dβ (the column sums of its output gradient), add their
+    /// blocks' sums in block order: the bits of a left-to-right fold over the blocks, however
+    /// the blocks ran (rayon's reduction tree depends on which thread stole what).
+    #[test]
+    fn column_sums_add_block_sums_in_order() {
+        let (rows, cols) = (5000, 24);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i as u64 * 2_654_435_761) % 1_000_003) as f32 * 1.37e-3 - 685.0)
+            .collect();
+        let in_order = |block_rows: usize| {
+            let mut total = vec![0.0f32; cols];
+            for block in values.chunks(cols * block_rows) {
+                let mut sums = vec![0.0f32; cols];
+                for row in block.chunks_exact(cols) {
+                    add_assign(&mut sums, row);
+                }
+                add_assign(&mut total, &sums);
+            }
+            total
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&column_sums(&values, cols)), bits(&in_order(ROWS_PER_TASK * 4)));
+        let x: Vec<f32> = values.iter().map(|v| v.sin()).collect();
+        let (_, _, dbeta) = layer_norm_backward(&x, &vec![1.0; cols], &values, 1e-5);
+        assert_eq!(bits(&dbeta), bits(&in_order(ROWS_PER_TASK * 2)));
     }
 }

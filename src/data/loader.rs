@@ -126,6 +126,9 @@ pub struct TrainBatch {
     /// Multiplies the batch's loss before backward: `1 / batches` of its accumulation group,
     /// so an optimizer step follows the mean loss of its batches (1 outside training).
     pub loss_scale: f64,
+    /// The batch's first and second half (by rows), each padded to its own longest input, when
+    /// the batcher was asked for them ([`TrainBatcher::halves`]).
+    pub halves: Option<Box<[TrainBatch; 2]>>,
 }
 
 /// How training examples are put into batches and ordered, each epoch.
@@ -207,11 +210,29 @@ pub struct TrainBatcher {
     pub padding: Padding,
     /// Width of multi-label targets (`[batch, num_labels]` 0/1 indicators).
     pub num_labels: usize,
+    /// Also collate each half of a batch of two or more (`TrainBatch::halves`): the training
+    /// step on the CPU runs them side by side.
+    pub halves: bool,
 }
 
 impl Batcher<Vec<TrainItem>, TrainBatch> for TrainBatcher {
     fn batch(&self, groups: Vec<Vec<TrainItem>>, device: &Device) -> TrainBatch {
         let items: Vec<&TrainItem> = groups.iter().flatten().collect();
+        let mut batch = self.stack(&items, device);
+        if self.halves && items.len() >= 2 {
+            let (first, second) = items.split_at(items.len() / 2);
+            batch.halves = Some(Box::new([
+                self.stack(first, device),
+                self.stack(second, device),
+            ]));
+        }
+        batch
+    }
+}
+
+impl TrainBatcher {
+    /// `items` padded and stacked, as one batch.
+    fn stack(&self, items: &[&TrainItem], device: &Device) -> TrainBatch {
         let encoded: Vec<&Encoded> = items.iter().map(|i| &i.encoded).collect();
         let inputs = collate(&encoded, self.padding, device);
         let n = items.len();
@@ -261,6 +282,7 @@ impl Batcher<Vec<TrainItem>, TrainBatch> for TrainBatcher {
             inputs,
             targets,
             loss_scale: 1.0,
+            halves: None,
         }
     }
 }

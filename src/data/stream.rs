@@ -425,6 +425,7 @@ mod tests {
         let batcher = TrainBatcher {
             padding: 0.into(),
             num_labels: 2,
+            halves: false,
         };
         TrainStream::new(Arc::new(items), layout, batcher, Device::default())
     }

@@ -18,19 +18,11 @@ const CHUNK: usize = 1 << 15;
 /// The generator's state: advanced by one key per dropout call, reset by [`seed_dropout`].
 static STATE: AtomicU64 = AtomicU64::new(0x853c_49e6_748f_ea9b);
 
-thread_local! {
-    /// The state of a thread that seeded: a training loop draws its masks on the thread that
-    /// seeds them, unaffected by other runs in the process (tests, the library). Threads that
-    /// did not seed (Burn's multi-device workers) share [`STATE`].
-    static LOCAL: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
 /// Seeds the masks drawn on the host (as `Device::seed` seeds the device's generator): the
 /// calls that follow draw the same masks after the same seed.
 pub fn seed_dropout(seed: u64) {
     let state = mix(seed ^ 0x6a09_e667_f3bc_c908);
     STATE.store(state, Ordering::SeqCst);
-    LOCAL.with(|local| local.set(Some(state)));
 }
 
 /// SplitMix64's finalizer: a bijection of 64-bit words whose outputs for consecutive inputs
@@ -63,11 +55,31 @@ pub fn dropout<const D: usize>(layer: &Dropout, input: Tensor<D>) -> Tensor<D> {
 /// The Weyl sequence's step (2^64 / φ).
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// The key of the next mask.
-fn next_key() -> u64 {
+/// The key of the next mask: from this thread's stream while [`with_stream`] runs on it, else
+/// from the process-wide one.
+pub fn next_key() -> u64 {
+    if let Some(state) = STREAM.with(Cell::get) {
+        let state = state.wrapping_add(GOLDEN);
+        STREAM.with(|s| s.set(Some(state)));
+        return mix(state);
+    }
     mix(STATE
         .fetch_add(GOLDEN, Ordering::SeqCst)
         .wrapping_add(GOLDEN))
+}
+
+thread_local! {
+    /// The stream of [`with_stream`] on this thread.
+    static STREAM: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the masks this thread draws keyed from `key`'s own stream (the same masks
+/// whichever thread runs it and whatever runs beside it), then restores the thread's stream.
+pub fn with_stream<R>(key: u64, f: impl FnOnce() -> R) -> R {
+    let before = STREAM.with(|s| s.replace(Some(key)));
+    let out = f();
+    STREAM.with(|s| s.set(before));
+    out
 }
 
 /// `n` mask values drawn with `key`: `1 / keep` with probability `keep`, else 0.
@@ -123,6 +135,25 @@ mod tests {
         let pairs = a.windows(2).filter(|w| w[0] > 0.0 && w[1] > 0.0).count() as f64;
         assert!((pairs / (a.len() - 1) as f64 - 0.81).abs() < 0.003);
         assert!((kept(&mask(1 << 20, 0.5, second)) - 0.5).abs() < 0.002);
+    }
+
+    /// A stream gives the same keys on any thread, whatever the process-wide stream drew in
+    /// between, and leaves the process-wide stream where it was.
+    #[test]
+    fn a_stream_draws_its_own_keys_on_any_thread_and_restores_the_shared_one() {
+        let _keys = KEYS.lock();
+        let here = with_stream(7, || [next_key(), next_key()]);
+        assert_ne!(here[0], here[1]);
+        next_key();
+        let there = std::thread::spawn(|| with_stream(7, || [next_key(), next_key()]))
+            .join()
+            .unwrap();
+        assert_eq!(here, there);
+        seed_dropout(3);
+        let shared = next_key();
+        seed_dropout(3);
+        assert_ne!(with_stream(8, next_key), shared);
+        assert_eq!(next_key(), shared);
     }
 
     #[cfg(feature = "flex")]

@@ -9,7 +9,7 @@ mod attention;
 mod classifier;
 mod config;
 mod deberta_v2;
-mod dropout;
+pub(crate) mod dropout;
 mod embeddings;
 mod encoder;
 mod mixed;

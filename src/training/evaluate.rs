@@ -27,6 +27,7 @@ pub fn evaluate(
     let batcher = TrainBatcher {
         padding,
         num_labels: space.names.len(),
+        halves: false,
     };
     let mut predictions = Predictions::default();
     let (mut loss_sum, mut count) = (0.0, 0usize);

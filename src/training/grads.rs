@@ -24,7 +24,9 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let mut host_sum = 0.0;
             let on_host = with_host_values::<D>(self.grads, param.id, |values| {
-                host_sum = values.par_chunks(CHUNK).map(sum_squares).sum();
+                // Partial sums added in order: the same total however the chunks were scheduled.
+                let partial: Vec<f64> = values.par_chunks(CHUNK).map(sum_squares).collect();
+                host_sum = partial.iter().sum();
             });
             if let Some(device) = on_host {
                 self.on_host += host_sum;

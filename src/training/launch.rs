@@ -42,6 +42,7 @@ pub(super) fn launch(
     let batcher = TrainBatcher {
         padding: plan.data.tokenizer.padding(),
         num_labels: plan.data.space.names.len(),
+        halves: false,
     };
     let loader_valid = DataLoaderBuilder::new(batcher)
         .batch_size(1)

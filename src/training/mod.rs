@@ -11,6 +11,7 @@ mod checkpoints;
 mod evaluate;
 mod finish;
 mod grads;
+mod halves;
 mod launch;
 mod logger;
 mod lora;

@@ -13,6 +13,7 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 use super::adamw::with_grad_factor;
 use super::grads::{clip_factor, global_norm, scale_grads};
+use super::halves;
 use super::scaler::LossScaler;
 use crate::data::{TargetBatch, TrainBatch};
 use crate::model::SequenceClassifier;
@@ -123,6 +124,9 @@ impl TrainStep for Trainee {
     /// its group, so a step follows the mean loss of the batches it holds.
     fn step(&self, batch: TrainBatch) -> TrainOutput<StepOutput> {
         let scale = batch.loss_scale * self.scaler.as_ref().map_or(1.0, LossScaler::scale);
+        if let Some(halves) = batch.halves {
+            return halves::step(self, *halves, batch.targets, scale);
+        }
         let output = self.forward(batch);
         let grads = (output.loss.clone() * scale).backward();
         TrainOutput::new(self, grads, output)
