@@ -9,9 +9,9 @@
 //! costs ~11,500 page faults of 4 KiB, 1.15 million faults in a 20-step run; in `always` mode
 //! the same tensors fault in 2 MiB pages, which is why this cost hides on some machines.
 
-/// Serves every block from one heap for all threads (no `mmap` per allocation), keeps blocks up to 32 MiB out
-/// of the mmap path even where `M_MMAP_MAX` is ignored, and never trims the heap, so freed
-/// tensors are reused at the next step. Call before any thread starts; does nothing off glibc.
+/// Serves every block from one heap for all threads (no `mmap` per allocation), keeps blocks
+/// up to 32 MiB out of the mmap path even where `M_MMAP_MAX` is ignored, and never trims the
+/// heap, so freed tensors are reused at the next step. Call before any thread starts; does nothing off glibc.
 pub fn reuse_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes malloc's tuning parameters; called before other threads exist.

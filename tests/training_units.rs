@@ -210,12 +210,9 @@ fn a_step_on_half_batches_equals_the_whole_batch_step() {
     let pad = ModelConfig::from_file(&dir.join("config.json"))
         .unwrap()
         .pad_token_id as u32;
-    let loaded = burnbert::checkpoint::load_classifier(
-        &dir,
-        Some(vec!["0".into(), "1".into()]),
-        &device,
-    )
-    .unwrap();
+    let loaded =
+        burnbert::checkpoint::load_classifier(&dir, Some(vec!["0".into(), "1".into()]), &device)
+            .unwrap();
     let trainee = Trainee::new(loaded.model);
     let lengths = [11, 9, 4, 12, 3, 7, 5];
     let items: Vec<TrainItem> = lengths
@@ -223,7 +220,9 @@ fn a_step_on_half_batches_equals_the_whole_batch_step() {
         .enumerate()
         .map(|(i, &len)| TrainItem {
             encoded: Encoded {
-                input_ids: (0..len).map(|j| (5 + 13 * i + 7 * j) as u32 % 200 + 3).collect(),
+                input_ids: (0..len)
+                    .map(|j| (5 + 13 * i + 7 * j) as u32 % 200 + 3)
+                    .collect(),
                 token_type_ids: vec![0; len],
             },
             target: Target::Class(i % 2),
@@ -237,25 +236,26 @@ fn a_step_on_half_batches_equals_the_whole_batch_step() {
     let split = batcher(true).batch(vec![items.clone()], &device);
     let halves = split.halves.as_ref().expect("two halves");
     assert_eq!(
-        halves.iter().map(|h| h.inputs.input_ids.dims()).collect::<Vec<_>>(),
+        halves
+            .iter()
+            .map(|h| h.inputs.input_ids.dims())
+            .collect::<Vec<_>>(),
         [[3, 11], [4, 12]],
         "each half padded to its own longest input"
     );
     let whole = trainee.step(batcher(false).batch(vec![items], &device));
     let halved = trainee.step(split);
-    let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
-        assert_eq!(a.len(), b.len(), "{what}");
-        let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 2e-5 * scale + 1e-7, "{what}: max difference {diff} of {scale}");
-    };
     let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
     close(
         whole.item.loss.into_data().try_to_vec::<f32>().unwrap(),
         halved.item.loss.into_data().try_to_vec::<f32>().unwrap(),
         "loss",
     );
-    close(values(whole.item.logits), values(halved.item.logits), "logits");
+    close(
+        values(whole.item.logits),
+        values(halved.item.logits),
+        "logits",
+    );
 
     struct Compare<'a>(&'a GradientsParams, &'a GradientsParams, usize);
     impl ModuleVisitor for Compare<'_> {
@@ -263,20 +263,30 @@ fn a_step_on_half_batches_equals_the_whole_batch_step() {
             let (Some(a), Some(b)) = (self.0.get::<D>(param.id), self.1.get::<D>(param.id)) else {
                 panic!("a gradient missing for {:?}", param.id);
             };
-            let (a, b) = (a.into_data().try_to_vec::<f32>(), b.into_data().try_to_vec::<f32>());
-            let (a, b) = (a.unwrap(), b.unwrap());
-            let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(
-                diff <= 2e-5 * scale + 1e-7,
-                "gradient {:?} {:?}: {diff} of {scale}",
-                param.id,
-                param.dims()
+            let (a, b) = (
+                a.into_data().try_to_vec::<f32>(),
+                b.into_data().try_to_vec::<f32>(),
             );
+            let what = format!("gradient {:?} {:?}", param.id, param.dims());
+            close(a.unwrap(), b.unwrap(), &what);
             self.2 += 1;
         }
     }
     let mut compare = Compare(&whole.grads, &halved.grads, 0);
     trainee.visit(&mut compare);
     assert!(compare.2 > 10, "{} gradients compared", compare.2);
+}
+
+/// `a` and `b` agree to 2e-5 of `a`'s largest magnitude, plus 1e-7 (rounding of near-zero values).
+fn close(a: Vec<f32>, b: Vec<f32>, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff <= 2e-5 * scale + 1e-7,
+        "{what}: max difference {diff} of {scale}"
+    );
 }

@@ -672,7 +672,10 @@ mod tests {
             total
         };
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&column_sums(&values, cols)), bits(&in_order(ROWS_PER_TASK * 4)));
+        assert_eq!(
+            bits(&column_sums(&values, cols)),
+            bits(&in_order(ROWS_PER_TASK * 4))
+        );
         let x: Vec<f32> = values.iter().map(|v| v.sin()).collect();
         let (_, _, dbeta) = layer_norm_backward(&x, &vec![1.0; cols], &values, 1e-5);
         assert_eq!(bits(&dbeta), bits(&in_order(ROWS_PER_TASK * 2)));

@@ -127,7 +127,7 @@ pub(super) fn scale_grads<M: Module>(
 /// Runs `f` on the values of the gradient of `id` and puts it back, when it is an f32 tensor in
 /// host memory (no copy: the gradient is taken out of `grads`), and gives its device; `None`
 /// (nothing done) otherwise.
-fn with_host_values<const D: usize>(
+pub(super) fn with_host_values<const D: usize>(
     grads: &mut GradientsParams,
     id: ParamId,
     f: impl FnOnce(&mut [f32]),

@@ -6,10 +6,11 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn::train::TrainOutput;
 use rayon::prelude::*;
 
+use super::grads::with_host_values;
 use super::step::{StepOutput, Trainee};
 use crate::backend::wide;
 use crate::data::{TargetBatch, TrainBatch};
@@ -85,26 +86,23 @@ fn sum<M: Module>(module: &M, mut a: GradientsParams, mut b: GradientsParams) ->
             let Some(other) = self.b.remove::<D>(param.id) else {
                 return;
             };
-            let Some(grad) = self.a.remove::<D>(param.id) else {
-                self.a.register::<D>(param.id, other);
+            let row = if D >= 2 { param.dims()[D - 1] } else { 1 };
+            let mut other = Some(other);
+            // In place on the host where the gradient is there (as the norm and the scaling).
+            with_host_values::<D>(self.a, param.id, |values| {
+                let other = other.take().expect("added once").into_data();
+                match other.as_slice::<f32>() {
+                    Ok(other) => add_rows(values, other, row),
+                    Err(_) => unreachable!("both halves' gradients of a parameter share its dtype"),
+                }
+            });
+            // Taken when it was added in place.
+            let Some(other) = other else {
                 return;
             };
-            let device = grad.device();
-            let on_host = grad.dtype() == DType::F32
-                && other.dtype() == DType::F32
-                && crate::backend::cheap_host_access(&device);
-            let total = if on_host {
-                let row = if D >= 2 { param.dims()[D - 1] } else { 1 };
-                let mut data: TensorData = grad.into_data();
-                let other: TensorData = other.into_data();
-                add_rows(
-                    data.as_mut_slice::<f32>().expect("an f32 tensor"),
-                    other.as_slice::<f32>().expect("an f32 tensor"),
-                    row,
-                );
-                Tensor::from_data(data, &device)
-            } else {
-                grad + other
+            let total = match self.a.remove::<D>(param.id) {
+                Some(grad) => grad + other,
+                None => other,
             };
             self.a.register::<D>(param.id, total);
         }
@@ -149,7 +147,13 @@ mod tests {
         let n = 3 * super::CHUNK + 7;
         let acc: Vec<f32> = (0..n).map(|i| (i % 11) as f32 - 5.5).collect();
         let mut other: Vec<f32> = (0..n)
-            .map(|i| if (i / row) % 3 == 0 { (i % 7) as f32 } else { 0.0 })
+            .map(|i| {
+                if (i / row) % 3 == 0 {
+                    (i % 7) as f32
+                } else {
+                    0.0
+                }
+            })
             .collect();
         other[row + 1] = -0.0;
         other[4 * row + 2] = f32::NAN;
