@@ -2,9 +2,10 @@
 """burnbert and Hugging Face Trainer (PyTorch) on the identical job, same machine, same run:
 all-MiniLM-L6-v2, the first N SST-2 training rows, 1 epoch, batch 32, max_len 128, dynamic
 padding, fp32, AdamW 5e-5 (wd 0.01, not on bias/LayerNorm), 10% warmup then cosine, grad-norm 1.0,
-seed 42. Prints, for each side, samples/s, peak memory, user and system CPU seconds, page faults
-and dev accuracy, then the ratios. The Trainer runs twice: grouping batches by length as burnbert
-does (`train_sampling_strategy="group_by_length"`, `group_by_length=True` before transformers 5),
+seed 42. Prints, for each side, samples/s, peak memory, user and system CPU seconds, page faults,
+the share of the machine's CPU time the host stole while it ran (a VM's neighbours slow both
+sides, rarely alike) and dev accuracy, then the ratios. The Trainer runs twice: grouping
+batches by length as burnbert does (`train_sampling_strategy="group_by_length"`, `group_by_length=True` before transformers 5),
 the identical job and the ratio the README quotes; and with its default random batches, for
 reference. `--no-random` skips the second.
 
@@ -102,15 +103,29 @@ class GpuPeak:
         return self.peak - self.base
 
 
-class Usage:
-    """What one process used: peak memory (MB), user and system CPU seconds, page faults."""
+def cpu_ticks():
+    """(stolen, all) clock ticks of the whole machine so far, from /proc/stat's `cpu` line: the
+    time the hypervisor ran something else while this VM wanted its CPUs, and the total."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:9]]
+        return ticks[7], sum(ticks)
+    except (OSError, ValueError, IndexError):
+        return 0, 0
 
-    def __init__(self, rusage, peak_mb):
+
+class Usage:
+    """What one process used: peak memory (MB), user and system CPU seconds, page faults; and the
+    share of the machine's CPU time the host stole while it ran (%)."""
+
+    def __init__(self, rusage, peak_mb, ticks_before):
         self.peak = peak_mb if peak_mb is not None else rusage.ru_maxrss / 1024
         self.user = rusage.ru_utime
         self.system = rusage.ru_stime
         self.minor_faults = rusage.ru_minflt
         self.major_faults = rusage.ru_majflt
+        stolen, total = (after - before for after, before in zip(cpu_ticks(), ticks_before))
+        self.stolen = 100 * stolen / total if total else 0.0
 
 
 def run_measured(cmd, cuda, timeout=None, **kwargs):
@@ -120,6 +135,7 @@ def run_measured(cmd, cuda, timeout=None, **kwargs):
         gpu = GpuPeak() if cuda else None
         if gpu:
             gpu.__enter__()
+        ticks = cpu_ticks()
         child = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, **kwargs)
         deadline = time.time() + timeout if timeout else None
         try:
@@ -139,7 +155,7 @@ def run_measured(cmd, cuda, timeout=None, **kwargs):
         out.seek(0)
         err.seek(0)
         proc = subprocess.CompletedProcess(cmd, child.returncode, out.read(), err.read())
-    return proc, Usage(rusage, gpu.mb() if gpu else None)
+    return proc, Usage(rusage, gpu.mb() if gpu else None, ticks)
 
 
 def cpu_model():
@@ -173,10 +189,10 @@ def transparent_hugepages():
 
 
 def print_table(rows, memory):
-    print(f"{'':44}{'samples/s':>10}{memory:>13}{'user s':>9}{'sys s':>8}{'minor faults':>14}{'dev acc':>9}")
+    print(f"{'':44}{'samples/s':>10}{memory:>13}{'user s':>9}{'sys s':>8}{'minor faults':>14}{'stolen':>8}{'dev acc':>9}")
     for name, sps, use, acc in rows:
         print(f"{name:44}{sps:>10.1f}{use.peak:>13.0f}{use.user:>9.1f}{use.system:>8.1f}"
-              f"{use.minor_faults:>14,}{acc:>9.4f}")
+              f"{use.minor_faults:>14,}{use.stolen:>7.1f}%{acc:>9.4f}")
 
 
 def main():
@@ -220,7 +236,7 @@ def main():
             rows.append((name, float(summary["train samples/s"]), use, float(summary["eval accuracy"])))
             print(f"{name}: {rows[-1][1]:.1f} samples/s, peak {use.peak:.0f} MB, "
                   f"{use.user:.1f} s user, {use.system:.1f} s sys, {use.minor_faults:,} minor faults, "
-                  f"dev accuracy {rows[-1][3]:.4f}", file=sys.stderr, flush=True)
+                  f"{use.stolen:.1f}% stolen, dev accuracy {rows[-1][3]:.4f}", file=sys.stderr, flush=True)
         trainers = [("group_by_length", "transformers Trainer, grouped by length")]
         if not args.no_random:
             trainers.append(("random", "transformers Trainer, random batches"))
@@ -234,8 +250,8 @@ def main():
             hf = json.loads(proc.stdout.strip().splitlines()[-1])
             hf_rows.append((name, hf["samples_per_second"], use, hf["accuracy"]))
             print(f"{name}: {hf['samples_per_second']:.1f} samples/s, peak {use.peak:.0f} MB, "
-                  f"{use.user:.1f} s user, {use.system:.1f} s sys, {use.minor_faults:,} minor faults",
-                  file=sys.stderr, flush=True)
+                  f"{use.user:.1f} s user, {use.system:.1f} s sys, {use.minor_faults:,} minor faults, "
+                  f"{use.stolen:.1f}% stolen", file=sys.stderr, flush=True)
     where = "GPU" if args.cuda else "CPU"
     import torch, transformers
     print(f"job: all-MiniLM-L6-v2, {args.rows} SST-2 rows, 1 epoch, batch 32, max_len 128, fp32; Trainer on {where}")
