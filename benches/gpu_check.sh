@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The GPU check behind the README's "On a GPU" numbers: on a CUDA machine with PyTorch, runs
-#  1. benches/side_by_side.py --cuda: burnbert on tch (CUDA, f32 and bf16) and on wgpu (Vulkan;
-#     dynamic padding, then batches padded to a multiple of 32 tokens), then Hugging Face Trainer
-#     on the same GPU, on the SST-2 job of the Performance section;
+#  1. benches/side_by_side.py --cuda --bf16: burnbert on tch (CUDA; f32, and mixed bf16: f32
+#     master weights, bf16 products) and on wgpu (Vulkan; dynamic padding, then batches padded to
+#     a multiple of 32 tokens), then Hugging Face Trainer on the same GPU in fp32 and with
+#     bf16=True, on the SST-2 job of the Performance section (batch 32);
+#  1b. the same for tch and the Trainer at each batch size of SWEEP (default "128 256"; small
+#     models are launch-bound at 32), on SWEEP_ROWS rows (default 8000); SWEEP="" skips it;
 #  2. predict on the first 256 SST-2 dev rows with the model the tch run trained, on ndarray (CPU),
 #     tch (CUDA) and wgpu (GPU), in f32 and in f16/bf16 where the device computes in them, each
 #     compared with transformers (fp32, CPU) on the same saved model.
 #
 #   BURNBERT=path/to/burnbert (built with --features wgpu,tch) benches/gpu_check.sh [OUT_DIR]
 #
-# ROWS (training rows, default 2000), DEV_ROWS (default 256), TCH_DEVICE and WGPU_DEVICE (default
+# ROWS (training rows of step 1, default 2000), DEV_ROWS (default 256), TCH_DEVICE and WGPU_DEVICE (default
 # gpu:0) shrink or move it, e.g. for a dry run on a CPU; RUN_TIMEOUT (240) and PREDICT_TIMEOUT (120)
 # bound each training and each prediction run, in seconds.
 # tch needs a libtorch of the same version as the one burnbert was built against, with CUDA:
@@ -29,12 +32,20 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 
 echo "== 1. side by side on the GPU"
-python3 "$root/benches/side_by_side.py" --burnbert "$bin" --rows "$rows" --cuda --timeout "${RUN_TIMEOUT:-240}" \
-  --keep "$out/runs" \
+python3 "$root/benches/side_by_side.py" --burnbert "$bin" --rows "$rows" --cuda --bf16 --no-random \
+  --timeout "${RUN_TIMEOUT:-240}" --keep "$out/runs" \
   --extra="--backend tch --device $tch" \
-  --extra="--backend tch --device $tch --precision bf16" \
+  --extra="--backend tch --device $tch --mixed-precision bf16" \
   --extra="--backend wgpu --device $wgpu" \
   --extra="--backend wgpu --device $wgpu --pad-to-multiple-of 32"
+
+for batch in ${SWEEP-128 256}; do
+  echo "== 1b. batch $batch"
+  python3 "$root/benches/side_by_side.py" --burnbert "$bin" --rows "${SWEEP_ROWS:-8000}" --batch-size "$batch" \
+    --cuda --bf16 --no-random --timeout "${RUN_TIMEOUT:-240}" \
+    --extra="--backend tch --device $tch" \
+    --extra="--backend tch --device $tch --mixed-precision bf16"
+done
 
 echo "== 2. predictions across backends and precisions"
 model="$out/runs/1"

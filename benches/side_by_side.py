@@ -9,10 +9,12 @@ batches by length as burnbert does (`train_sampling_strategy="group_by_length"`,
 the identical job and the ratio the README quotes; and with its default random batches, for
 reference. `--no-random` skips the second.
 
-    python3 benches/side_by_side.py [--rows 2000] [--burnbert target/release/burnbert] \
-        [--extra="--backend tch" ...] [--cuda] [--keep DIR]
+    python3 benches/side_by_side.py [--rows 2000] [--batch-size 32] [--burnbert target/release/burnbert] \
+        [--extra="--backend tch" ...] [--cuda] [--bf16] [--keep DIR]
 
-Each `--extra` is one burnbert run (flags as one string). Peak memory is the process's RSS on
+Each `--extra` is one burnbert run (flags as one string, after `--batch-size`, so they may
+override it). `--bf16` adds a grouped Trainer run with `bf16=True` (torch's autocast, the
+Trainer's mixed precision), the one to hold `--mixed-precision bf16` against on a GPU. Peak memory is the process's RSS on
 CPU; with `--cuda` the Trainer runs on the GPU and peak memory is the GPU's
 (nvidia-smi's memory.used over the run, minus what was used before it). `--keep DIR` keeps each
 burnbert run's output (model, metrics, logs) as DIR/1, DIR/2, ….
@@ -38,7 +40,7 @@ import csv, json, sys, time
 import numpy as np, torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                           Trainer, TrainingArguments)
-model_dir, train_path, dev_path, rows, out, sampling = sys.argv[1:7]
+model_dir, train_path, dev_path, rows, out, sampling, batch, precision = sys.argv[1:9]
 def read(path, n=None):
     with open(path, encoding="utf-8") as f:
         r = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -59,10 +61,10 @@ class DS(torch.utils.data.Dataset):
     def __getitem__(self, i): return self.enc[i]
 train, dev = DS(read(train_path, int(rows))), DS(read(dev_path))
 model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
-args = TrainingArguments(output_dir=out, per_device_train_batch_size=32, per_device_eval_batch_size=64,
+args = TrainingArguments(output_dir=out, per_device_train_batch_size=int(batch), per_device_eval_batch_size=64,
     learning_rate=5e-5, weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="cosine", num_train_epochs=1,
     max_grad_norm=1.0, seed=42, report_to=[], save_strategy="no", logging_strategy="no",
-    use_cpu=not torch.cuda.is_available(), **grouping)
+    use_cpu=not torch.cuda.is_available(), bf16=precision == "bf16", **grouping)
 def metrics(p): return {"accuracy": float((np.argmax(p.predictions, -1) == p.label_ids).mean())}
 trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
                   data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics)
@@ -198,6 +200,10 @@ def print_table(rows, memory):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="training batch size of both sides (burnbert's --batch-size, the Trainer's per-device batch)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also run the grouped Trainer with bf16=True (torch autocast: its mixed precision)")
     parser.add_argument("--burnbert", default=os.path.join(ROOT, "target", "release", "burnbert"))
     parser.add_argument("--extra", action="append",
                         help='burnbert train flags of one run, as one string: --extra="--backend tch"; repeatable')
@@ -217,7 +223,8 @@ def main():
         for n, extra in enumerate(extras):
             out = os.path.join(args.keep or tmp, str(n + 1))
             cmd = [args.burnbert, "train", "--config", os.path.join(ROOT, "config/default.toml"),
-                   "--max-train-samples", str(args.rows), "--no-tui", "--log-every", "100000",
+                   "--max-train-samples", str(args.rows), "--batch-size", str(args.batch_size),
+                   "--no-tui", "--log-every", "100000",
                    "--output", out] + shlex.split(extra)
             name = f"burnbert {extra}".strip()
             try:
@@ -237,13 +244,15 @@ def main():
             print(f"{name}: {rows[-1][1]:.1f} samples/s, peak {use.peak:.0f} MB, "
                   f"{use.user:.1f} s user, {use.system:.1f} s sys, {use.minor_faults:,} minor faults, "
                   f"{use.stolen:.1f}% stolen, dev accuracy {rows[-1][3]:.4f}", file=sys.stderr, flush=True)
-        trainers = [("group_by_length", "transformers Trainer, grouped by length")]
+        trainers = [("group_by_length", "fp32", "transformers Trainer, grouped by length")]
+        if args.bf16:
+            trainers.append(("group_by_length", "bf16", "transformers Trainer, grouped by length, bf16"))
         if not args.no_random:
-            trainers.append(("random", "transformers Trainer, random batches"))
+            trainers.append(("random", "fp32", "transformers Trainer, random batches"))
         hf_rows = []
-        for sampling, name in trainers:
+        for sampling, precision, name in trainers:
             hf_cmd = [sys.executable, "-c", HF_JOB, model_dir, train, dev, str(args.rows),
-                      os.path.join(tmp, "hf-" + sampling), sampling]
+                      os.path.join(tmp, f"hf-{sampling}-{precision}"), sampling, str(args.batch_size), precision]
             proc, use = run_measured(hf_cmd, args.cuda)
             if proc.returncode != 0:
                 sys.exit(proc.stderr[-2000:])
@@ -254,7 +263,8 @@ def main():
                   f"{use.stolen:.1f}% stolen", file=sys.stderr, flush=True)
     where = "GPU" if args.cuda else "CPU"
     import torch, transformers
-    print(f"job: all-MiniLM-L6-v2, {args.rows} SST-2 rows, 1 epoch, batch 32, max_len 128, fp32; Trainer on {where}")
+    print(f"job: all-MiniLM-L6-v2, {args.rows} SST-2 rows, 1 epoch, batch {args.batch_size}, max_len 128, "
+          f"fp32 unless a row says otherwise; Trainer on {where}")
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, transparent huge pages {transparent_hugepages()}; "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), transformers {transformers.__version__}")
     print_table(rows + hf_rows, "peak GPU MB" if args.cuda else "peak RSS MB")
