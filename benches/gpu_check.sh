@@ -6,6 +6,8 @@
 #     bf16=True, on the SST-2 job of the Performance section (batch 32);
 #  1b. the same for tch and the Trainer at each batch size of SWEEP (default "128 256"; small
 #     models are launch-bound at 32), on SWEEP_ROWS rows (default 8000); SWEEP="" skips it;
+#  1c. where a tch step's time goes (--profile-steps 40: forward, backward, optimizer), in f32 and
+#     in mixed bf16;
 #  2. predict on the first 256 SST-2 dev rows with the model the tch run trained, on ndarray (CPU),
 #     tch (CUDA) and wgpu (GPU), in f32 and in f16/bf16 where the device computes in them, each
 #     compared with transformers (fp32, CPU) on the same saved model.
@@ -45,6 +47,14 @@ for batch in ${SWEEP-128 256}; do
     --cuda --bf16 --no-random --timeout "${RUN_TIMEOUT:-240}" \
     --extra="--backend tch --device $tch" \
     --extra="--backend tch --device $tch --mixed-precision bf16"
+done
+
+echo "== 1c. step profile"
+for precision in no bf16; do
+  timeout "${RUN_TIMEOUT:-240}" "$bin" train --backend tch --device "$tch" --max-train-samples "$rows" \
+    --mixed-precision "$precision" --profile-steps 40 --no-tui --log-every 100000 \
+    --output "$out/profile-$precision" 2>"$out/profile-$precision.err" | grep -E "step profile|train samples/s" \
+    || echo "mixed precision $precision: failed: $(tail -n 1 "$out/profile-$precision.err")"
 done
 
 echo "== 2. predictions across backends and precisions"

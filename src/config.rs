@@ -188,6 +188,11 @@ pub struct TrainConfig {
     /// Steps between plain log lines.
     #[arg(long, default_value_t = 20)]
     pub log_every: usize,
+    /// Time the forward pass, backward pass and optimizer step of this many optimizer steps
+    /// (after the first 5), each ended by a device sync, and report where a step's time goes;
+    /// 0 times nothing. The syncs slow a GPU's steps.
+    #[arg(long, default_value_t = 0)]
+    pub profile_steps: usize,
 }
 
 impl TrainConfig {

@@ -987,3 +987,54 @@ fn the_same_seed_trains_bit_identical_weights() {
         .collect();
     assert!(weights[0] == weights[1], "two runs of one seed differ");
 }
+
+/// `--profile-steps 10` times optimizer steps 6 to 15 and prints one line whose phases add up
+/// to the step's time; without the flag nothing is printed.
+#[test]
+fn profile_steps_say_where_a_step_goes() {
+    let _turn = serial();
+    let out = tempfile::tempdir().unwrap();
+    let stdout_of = |run: &Path, extra: &[&str]| {
+        let mut flags = vec!["--epochs", "1", "--log-every", "1000"];
+        flags.extend(extra);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
+            .args(roberta_cli_args(run, 64, &flags))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let stdout = stdout_of(&out.path().join("profiled"), &["--profile-steps", "10"]);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("step profile"))
+        .unwrap_or_else(|| panic!("no step profile in {stdout}"))
+        .trim();
+    // "NAME 12.3 ms" → (NAME, 12.3)
+    fn named(text: &str) -> Option<(&str, f64)> {
+        let (name, value) = text.strip_suffix(" ms")?.rsplit_once(' ')?;
+        Some((name, value.parse().ok()?))
+    }
+    let (phases, total) = line
+        .strip_prefix("steps 6-15: ")
+        .and_then(|l| l.strip_suffix(" a step")?.split_once(" = "))
+        .unwrap_or_else(|| panic!("{line}"));
+    let total: f64 = total
+        .strip_suffix(" ms")
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    let parts: Vec<(&str, f64)> = phases
+        .split(", ")
+        .map(|p| named(p).unwrap_or_else(|| panic!("{line}")))
+        .collect();
+    let names: Vec<&str> = parts.iter().map(|&(name, _)| name).collect();
+    // Two cores train on half batches side by side (one phase); one core runs them in turn.
+    let halves = ["forward+backward of the half batches", "optimizer", "rest"];
+    let whole = ["forward", "backward", "optimizer", "rest"];
+    assert!(names == halves || names == whole, "{line}");
+    let sum: f64 = parts.iter().map(|(_, v)| v).sum();
+    assert!(total > 0.0 && (sum - total).abs() < 0.3, "{line}");
+    let plain = stdout_of(&out.path().join("plain"), &[]);
+    assert!(!plain.contains("step profile"), "{plain}");
+}

@@ -18,6 +18,7 @@ use crate::metrics::MetricValues;
 /// Restores the best evaluation of the run into `trained`, evaluates and saves it.
 pub(super) fn finish(plan: &TrainPlan, trained: Trained, started: Instant) -> Result<RunSummary> {
     let (config, output) = (&plan.config, &plan.output);
+    let step_times = trained.trainee.profile.times();
     let history = read_history(&output.join("metrics.jsonl"))?;
     let Some((best, _)) = best_epoch(&history, &plan.key) else {
         let evaluated = history.get("valid").is_some_and(|h| !h.is_empty());
@@ -98,6 +99,7 @@ pub(super) fn finish(plan: &TrainPlan, trained: Trained, started: Instant) -> Re
         seconds: started.elapsed().as_secs_f64(),
         samples_per_second: progress.examples() as f64 / progress.train_seconds().max(1e-9),
         stopped: trained.stopped,
+        step_times,
     })
 }
 

@@ -10,8 +10,8 @@ use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraini
 
 use super::best::{KeepBest, Patience};
 use super::{
-    AtomicCheckpointer, Display, History, JsonlLogger, PlainRenderer, SplitMetric, Stopped,
-    TrainPlan, Trainee, WarmupDecay, adamw, display_name, task_metric_keys,
+    AtomicCheckpointer, Display, History, JsonlLogger, PlainRenderer, SplitMetric, StepProfile,
+    Stopped, TrainPlan, Trainee, WarmupDecay, adamw, display_name, task_metric_keys,
 };
 use crate::data::{EvalBatches, TrainBatcher};
 use crate::error::{Error, Result};
@@ -36,6 +36,7 @@ pub(super) fn launch(
         max_grad_norm: config.max_grad_norm,
         class_weights: plan.class_weights.clone(),
         scaler: plan.scaler.clone(),
+        profile: StepProfile::new(config.profile_steps),
         ..Trainee::new(model)
     };
     let train_device = plan.device.clone().autodiff();

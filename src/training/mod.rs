@@ -18,6 +18,7 @@ mod lora;
 mod metric;
 mod optim;
 mod plan;
+mod profile;
 mod renderer;
 mod run_dir;
 mod scaler;
@@ -33,6 +34,7 @@ pub use lora::*;
 pub use metric::*;
 pub use optim::*;
 pub use plan::*;
+pub use profile::{StepProfile, StepTimes, WARM_UP_STEPS};
 pub use renderer::*;
 pub use scaler::*;
 pub use schedule::*;
@@ -114,6 +116,8 @@ pub struct RunSummary {
     pub samples_per_second: f64,
     /// Why training ended before its last step, if it did.
     pub stopped: Option<Stopped>,
+    /// Where a step's time went, when `profile_steps` asked and a step was timed.
+    pub step_times: Option<StepTimes>,
 }
 
 /// How a run was stopped early through its [`Stopper`].

@@ -14,6 +14,7 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use super::adamw::with_grad_factor;
 use super::grads::{clip_factor, global_norm, scale_grads};
 use super::halves;
+use super::profile::{Phase, StepProfile};
 use super::scaler::LossScaler;
 use crate::data::{TargetBatch, TrainBatch};
 use crate::model::SequenceClassifier;
@@ -35,6 +36,9 @@ pub struct Trainee {
     /// Dynamic loss scaling (f16 mixed precision).
     #[module(skip)]
     pub scaler: Option<LossScaler>,
+    /// Times the phases of some steps when asked (`profile_steps`).
+    #[module(skip)]
+    pub profile: StepProfile,
 }
 
 /// The global L2 norm of the last optimizer step's gradients, before clipping (Trainer's
@@ -75,6 +79,7 @@ impl Trainee {
             class_weights: None,
             grad_norm: GradNorm::default(),
             scaler: None,
+            profile: StepProfile::default(),
         }
     }
 
@@ -124,15 +129,39 @@ impl TrainStep for Trainee {
     /// its group, so a step follows the mean loss of the batches it holds.
     fn step(&self, batch: TrainBatch) -> TrainOutput<StepOutput> {
         let scale = batch.loss_scale * self.scaler.as_ref().map_or(1.0, LossScaler::scale);
+        let (profile, device) = (&self.profile, batch.inputs.input_ids.device());
         if let Some(halves) = batch.halves {
-            return halves::step(self, *halves, batch.targets, scale);
+            return profile.time(Phase::Halves, &device, || {
+                halves::step(self, *halves, batch.targets, scale)
+            });
         }
-        let output = self.forward(batch);
-        let grads = (output.loss.clone() * scale).backward();
+        let output = profile.time(Phase::Forward, &device, || self.forward(batch));
+        let loss = output.loss.clone() * scale;
+        let grads = profile.time(Phase::Backward, &device, || loss.backward());
         TrainOutput::new(self, grads, output)
     }
 
     fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        if !self.profile.is_on() {
+            return self.update(optim, lr, grads);
+        }
+        let profile = self.profile.clone();
+        let device = self.model.devices().into_iter().next().unwrap_or_default();
+        let trainee = profile.time(Phase::Optimizer, &device, || self.update(optim, lr, grads));
+        profile.end_step();
+        trainee
+    }
+}
+
+impl Trainee {
+    /// The optimizer step of [`TrainStep::optimize`]: gradient norm, unscaling and clipping,
+    /// the optimizer's update.
+    fn update(
         self,
         optim: &mut ModuleOptimizer,
         lr: ModuleLearningRate,
