@@ -166,8 +166,9 @@ mod tests {
         let profile = StepProfile::new(2);
         let sleep = |ms| std::thread::sleep(Duration::from_millis(ms));
         for step in 0..WARM_UP_STEPS + 4 {
-            // Warm-up steps are slow: timing them would show in every field.
-            let slow = if step < WARM_UP_STEPS { 60 } else { 0 };
+            // Warm-up steps are slow: timing one of them would add 60 ms or more to each
+            // field's mean, past the slack allowed below for a loaded machine's late wake-ups.
+            let slow = if step < WARM_UP_STEPS { 120 } else { 0 };
             profile.time(Phase::Forward, &device, || sleep(5 + slow));
             profile.time(Phase::Backward, &device, || sleep(10 + slow));
             profile.time(Phase::Optimizer, &device, || sleep(2 + slow));
@@ -176,13 +177,18 @@ mod tests {
         }
         let times = profile.times().expect("two steps timed");
         assert_eq!((times.steps, times.first_step), (2, WARM_UP_STEPS + 1));
-        let near = |got: f64, want: f64| got >= want && got < want + 20.0;
+        let near = |got: f64, want: f64| got >= want && got < want + 50.0;
         assert!(near(times.forward, 5.0), "{times:?}");
         assert!(near(times.backward, 10.0), "{times:?}");
         assert!(near(times.optimizer, 2.0), "{times:?}");
         assert_eq!(times.halves, 0.0);
         assert!(near(times.total, 20.0), "{times:?}");
         assert!(near(times.rest, 3.0), "{times:?}");
+        let phases = times.forward + times.backward + times.optimizer;
+        assert!(
+            (times.total - phases - times.rest).abs() < 1e-9,
+            "{times:?}"
+        );
         assert!(StepProfile::default().times().is_none());
         assert!(StepProfile::new(0).times().is_none());
     }
