@@ -196,10 +196,18 @@ fn patience_counts_evaluations_without_a_large_enough_gain() {
 
 /// A training step on the two halves of a batch (3 and 4 rows, each padded to its own longest
 /// input, side by side) gives the whole batch's loss, logits and every gradient: each half's
-/// loss weighted by its share of the rows, the two gradients summed. (Up to rounding: 1e-7
-/// absolute covers the attention key bias, whose gradient is rounding noise in both.)
+/// loss weighted by its share of the rows, the two gradients summed; with class weights (1 and
+/// 3: halves of weight 5 and 8, not 3 and 4 rows), by its share of the weights. (Up to
+/// rounding: 1e-7 absolute covers the attention key bias, whose gradient is rounding noise in
+/// both.)
 #[test]
 fn a_step_on_half_batches_equals_the_whole_batch_step() {
+    for class_weights in [None, Some(vec![1.0, 3.0])] {
+        half_batches_equal_the_whole_batch(class_weights);
+    }
+}
+
+fn half_batches_equal_the_whole_batch(class_weights: Option<Vec<f32>>) {
     use burn::data::dataloader::batcher::Batcher;
     use burn::train::TrainStep;
     use burnbert::data::{Encoded, Target, TrainBatcher, TrainItem};
@@ -213,7 +221,10 @@ fn a_step_on_half_batches_equals_the_whole_batch_step() {
     let loaded =
         burnbert::checkpoint::load_classifier(&dir, Some(vec!["0".into(), "1".into()]), &device)
             .unwrap();
-    let trainee = Trainee::new(loaded.model);
+    let trainee = Trainee {
+        class_weights,
+        ..Trainee::new(loaded.model)
+    };
     let lengths = [11, 9, 4, 12, 3, 7, 5];
     let items: Vec<TrainItem> = lengths
         .iter()

@@ -1,8 +1,8 @@
 //! A training step as two half batches side by side (`TrainBatch::halves`, made where the
 //! model trains on the CPU's cores): forward and backward of each half on its own graph and
-//! core, the loss of each weighted by its share of the rows, the gradients summed. The cores
-//! then meet once a step instead of at every op, and each half is padded to its own longest
-//! input (README, Performance).
+//! core, the loss of each weighted by its share of the rows (under class weights, of the
+//! rows' weights), the gradients summed. The cores then meet once a step instead of at every
+//! op, and each half is padded to its own longest input (README, Performance).
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -29,9 +29,7 @@ pub(super) fn step(
     targets: TargetBatch,
     scale: f64,
 ) -> TrainOutput<StepOutput> {
-    let rows = |b: &TrainBatch| b.inputs.input_ids.dims()[0] as f64;
-    let total = rows(&first) + rows(&second);
-    let shares = [rows(&first) / total, rows(&second) / total];
+    let shares = shares(trainee, [&first, &second]);
     let keys = [dropout::next_key(), dropout::next_key()];
     let mut twin = trainee.clone();
     twin.model = new_leaves(twin.model);
@@ -56,6 +54,23 @@ pub(super) fn step(
             targets,
         },
     }
+}
+
+/// Each half's share of the whole batch's loss: of its rows, or under class weights of its
+/// rows' class weights, since the weighted loss is normalised by their sum (as torch's).
+fn shares(trainee: &Trainee, halves: [&TrainBatch; 2]) -> [f64; 2] {
+    let weight = |batch: &TrainBatch| match (&trainee.class_weights, &batch.targets) {
+        (Some(weights), TargetBatch::Class(classes)) => classes
+            .clone()
+            .into_data()
+            .convert::<i64>()
+            .iter::<i64>()
+            .map(|class| f64::from(weights[class as usize]))
+            .sum(),
+        _ => batch.inputs.input_ids.dims()[0] as f64,
+    };
+    let [first, second] = halves.map(weight);
+    [first / (first + second), second / (first + second)]
 }
 
 /// `module` with each parameter a new leaf of the autodiff graph (same values, ids and

@@ -258,12 +258,10 @@ impl TrainPlan {
         let batcher = TrainBatcher {
             padding: data.tokenizer.padding(),
             num_labels: data.space.names.len(),
-            // Half batches side by side on the CPU's cores (`halves`); a class-weighted loss
-            // is normalised by the whole batch's weights, so it takes whole batches.
+            // Half batches side by side on the CPU's cores (`halves`).
             halves: devices.len() == 1
                 && crate::backend::cheap_host_access(device)
-                && rayon::current_num_threads() >= 2
-                && class_weights.is_none(),
+                && rayon::current_num_threads() >= 2,
         };
         let layout = StreamLayout {
             batch_size: config.batch_size,
