@@ -205,8 +205,8 @@ fn roberta_cli_args(output: &Path, rows: usize, extra: &[&str]) -> Vec<String> {
     args
 }
 
-/// Runs `burnbert args`, which must succeed and save the model in `run`.
-fn train_to_the_end(args: &[String], run: &Path) {
+/// Runs `burnbert args`, which must succeed and save the model in `run`; returns its stdout.
+fn train_to_the_end(args: &[String], run: &Path) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
         .args(args)
         .output()
@@ -217,6 +217,7 @@ fn train_to_the_end(args: &[String], run: &Path) {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(run.join("model.safetensors").is_file());
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Checkpoint files in `dir` that were being written when a run died (`*.partial`).
@@ -997,13 +998,7 @@ fn profile_steps_say_where_a_step_goes() {
     let stdout_of = |run: &Path, extra: &[&str]| {
         let mut flags = vec!["--epochs", "1", "--log-every", "1000"];
         flags.extend(extra);
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_burnbert"))
-            .args(roberta_cli_args(run, 64, &flags))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{stderr}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        train_to_the_end(&roberta_cli_args(run, 64, &flags), run)
     };
     let stdout = stdout_of(&out.path().join("profiled"), &["--profile-steps", "10"]);
     let line = stdout
