@@ -7,7 +7,7 @@ mod common;
 use burn::module::Module;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsParams, LearningRate};
-use burnbert::backend::{BackendKind, Precision, fused_attention_works, select_device};
+use burnbert::backend::{BackendKind, MaskSense, Precision, fused_attention, select_device};
 use burnbert::config::TrainConfig;
 use burnbert::data::{Encoded, TargetBatch, TrainBatch, collate};
 use burnbert::inference::Predictor;
@@ -20,14 +20,16 @@ fn every_backend_matches_transformers_on_minilm() {
     let reference = Reference::open(&fixtures().join("minilm/reference.safetensors"));
     for kind in BackendKind::compiled() {
         let device = select_device(Some(kind), "auto", Precision::F32).unwrap();
-        // Inference uses Burn's fused attention where it masks correctly: not on tch, whose
-        // 0.22.1 backend hands Burn's mask to torch's SDPA inverted (a Burn bug; when it is
-        // fixed this fails, and tch gets the fused path).
-        assert_eq!(
-            fused_attention_works(&device),
-            kind != BackendKind::Tch,
-            "{kind:?}"
-        );
+        // Inference runs Burn's fused attention on every backend; on tch with the mask
+        // inverted, since burn-tch 0.22.1 hands Burn's mask to torch's SDPA unchanged (a Burn
+        // bug: when it is fixed this fails, and the inversion can go). The parity below then
+        // checks the fused path with padded rows.
+        let sense = if kind == BackendKind::Tch {
+            MaskSense::Keeps
+        } else {
+            MaskSense::Hides
+        };
+        assert_eq!(fused_attention(&device, false), Some(sense), "{kind:?}");
         let (predictor, _) =
             Predictor::load(dir.path().to_str().unwrap(), Some(128), device).unwrap();
         // The four shortest inputs, in one padded batch (software GPUs are slow).

@@ -228,51 +228,71 @@ pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Option<HostValues> {
     None
 }
 
-/// Whether Burn's fused attention (`burn::tensor::module::attention`) masks the keys its mask
-/// marks on `device`. Checked once per device on a 2-key example: burn-tch 0.22.1 hands Burn's
-/// mask (`true` = masked) to torch's SDPA, whose boolean mask means the opposite, so there the
-/// answer is no and inference keeps the unfused ops.
-pub fn fused_attention_works(device: &Device) -> bool {
-    fused_attention_check(device, false)
+/// How a device's fused attention reads a boolean mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskSense {
+    /// `true` hides a key: Burn's convention.
+    Hides,
+    /// `true` keeps a key: burn-tch 0.22.1 hands Burn's mask to torch's SDPA unchanged, and a
+    /// boolean mask means the opposite there, so on tch the mask is passed inverted.
+    Keeps,
 }
 
-/// Whether Burn's fused attention also adds an attention bias and applies a custom scale (as
-/// DeBERTa's relative positions need) on `device`, besides masking; checked once per device.
-pub fn fused_attention_with_bias_works(device: &Device) -> bool {
-    fused_attention_check(device, true)
-}
-
-/// The per-device checks of the two functions above, cached by device and kind.
-fn fused_attention_check(device: &Device, with_bias: bool) -> bool {
-    use burn::tensor::module::attention;
-    use burn::tensor::ops::AttentionModuleOptions;
-    use burn::tensor::{Bool, Tensor, TensorData};
-    type Checked = Vec<(Device, bool, bool)>;
+/// Whether Burn's fused attention (`burn::tensor::module::attention`) computes burnbert's
+/// attention right on `device`, and how it reads the mask; `None` where it does not (inference
+/// then keeps the unfused ops). With `with_bias`, it must also add an attention bias and apply
+/// a custom scale (DeBERTa's relative positions). Checked once per device and kind on a small
+/// example, where a query with every key hidden must also come out finite (ModernBERT's local
+/// window hides every key from a padding query far from the text).
+pub fn fused_attention(device: &Device, with_bias: bool) -> Option<MaskSense> {
+    type Checked = Vec<(Device, bool, Option<MaskSense>)>;
     static CHECKED: std::sync::Mutex<Checked> = std::sync::Mutex::new(Vec::new());
     let device = device.clone().without_autodiff();
     let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((.., works)) = checked
+    if let Some((.., sense)) = checked
         .iter()
         .find(|(d, bias, _)| *d == device && *bias == with_bias)
     {
-        return *works;
+        return *sense;
     }
+    let sense = [MaskSense::Hides, MaskSense::Keeps]
+        .into_iter()
+        .find(|&sense| fused_attention_check(&device, with_bias, sense));
+    checked.push((device, with_bias, sense));
+    sense
+}
+
+/// Whether fused attention on `device` gives the expected values with the mask passed as
+/// `sense` reads it.
+fn fused_attention_check(device: &Device, with_bias: bool, sense: MaskSense) -> bool {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Bool, Tensor, TensorData};
     let tensor = |values: Vec<f32>, shape: [usize; 4]| {
-        Tensor::<4>::from_data(TensorData::new(values, shape), &device)
+        Tensor::<4>::from_data(TensorData::new(values, shape), device)
     };
-    let mask = |values: Vec<bool>, shape: [usize; 4]| {
-        Tensor::<4, Bool>::from_data(TensorData::new(values, shape), &device)
+    // Burn's mask (`true` hides), in the sense the device reads.
+    let mask = |hidden: Vec<bool>, shape: [usize; 4]| {
+        let hidden = Tensor::<4, Bool>::from_data(TensorData::new(hidden, shape), device);
+        match sense {
+            MaskSense::Hides => hidden,
+            MaskSense::Keeps => hidden.bool_not(),
+        }
     };
     let (out, expected) = if with_bias {
-        // One query, three keys with raw scores 1, 0, 0 scaled by 10, biases 0, 10, 20, the
-        // third key masked: scores 10, 10, masked, so the mean of the values 1 and 3. Without
-        // the scale it would be about 3, without the bias about 1, without the mask about 5.
+        // Three keys with raw scores 1, 0, 0 scaled by 10, biases 0, 10, 20. The first query
+        // hides the third key: scores 10, 10, hidden, so the mean of the values 1 and 3 (without
+        // the scale about 3, without the bias about 1, without the mask about 5); the second
+        // hides every key.
         let out = attention(
-            tensor(vec![1.0], [1, 1, 1, 1]),
+            tensor(vec![1.0, 1.0], [1, 1, 2, 1]),
             tensor(vec![1.0, 0.0, 0.0], [1, 1, 3, 1]),
             tensor(vec![1.0, 3.0, 5.0], [1, 1, 3, 1]),
-            Some(mask(vec![false, false, true], [1, 1, 1, 3])),
-            Some(tensor(vec![0.0, 10.0, 20.0], [1, 1, 1, 3])),
+            Some(mask(
+                vec![false, false, true, true, true, true],
+                [1, 1, 2, 3],
+            )),
+            Some(tensor(vec![0.0, 10.0, 20.0], [1, 1, 1, 3]).expand([1, 1, 2, 3])),
             AttentionModuleOptions {
                 scale: Some(10.0),
                 ..AttentionModuleOptions::default()
@@ -280,24 +300,22 @@ fn fused_attention_check(device: &Device, with_bias: bool) -> bool {
         );
         (out, 2.0)
     } else {
-        // One query, two keys with equal scores, values 1 and 3; the second key masked: 1.
+        // Two keys with equal scores, values 1 and 3. The first query hides the second key: 1;
+        // the second hides both.
         let out = attention(
-            tensor(vec![1.0], [1, 1, 1, 1]),
+            tensor(vec![1.0, 1.0], [1, 1, 2, 1]),
             tensor(vec![0.0, 0.0], [1, 1, 2, 1]),
             tensor(vec![1.0, 3.0], [1, 1, 2, 1]),
-            Some(mask(vec![false, true], [1, 1, 1, 2])),
+            Some(mask(vec![false, true, true, true], [1, 1, 2, 2])),
             None,
             AttentionModuleOptions::default(),
         );
         (out, 1.0)
     };
-    let works = out
-        .into_data()
+    out.into_data()
         .convert::<f32>()
         .to_vec::<f32>()
-        .is_ok_and(|v| v.len() == 1 && (v[0] - expected).abs() < 1e-2);
-    checked.push((device, with_bias, works));
-    works
+        .is_ok_and(|v| v.len() == 2 && (v[0] - expected).abs() < 1e-2 && v[1].is_finite())
 }
 
 /// Picks the backend ([`resolve_backend`]) and the device. Every float tensor created on the

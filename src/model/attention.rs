@@ -165,9 +165,8 @@ pub(crate) struct Scores {
 /// - returns `[batch, heads, queries, head_dim]`
 ///
 /// Without autodiff (no dropout), the backend's fused attention runs where it computes these
-/// scores right (flash kernels on CubeCL, flex's own; not tch: see `fused_attention_works`, and
-/// `fused_attention_with_bias_works` for a scale and bias); Burn's autodiff would fall back to
-/// these same ops.
+/// scores right (flash kernels on CubeCL, flex's own, torch's SDPA on tch with the mask
+/// inverted: see `fused_attention`); Burn's autodiff would fall back to these same ops.
 pub(crate) fn scaled_dot_product(
     c: Compute,
     [q, k, v]: [Tensor<4>; 3],
@@ -179,18 +178,26 @@ pub(crate) fn scaled_dot_product(
     let seq = k.dims()[2];
     let device = q.device();
     let Scores { scale, bias } = scores;
-    let fused = !device.is_autodiff()
-        && if scale.is_none() && bias.is_none() {
-            crate::backend::fused_attention_works(&device)
-        } else {
-            crate::backend::fused_attention_with_bias_works(&device)
-        };
-    if fused {
+    let with_bias = scale.is_some() || bias.is_some();
+    let fused = (!device.is_autodiff())
+        .then(|| crate::backend::fused_attention(&device, with_bias))
+        .flatten();
+    if let Some(sense) = fused {
+        // The keys any mask hides, or (inverted before broadcasting) those every mask keeps.
+        let keeps = sense == crate::backend::MaskSense::Keeps;
         let full = [batch, heads, queries, seq];
-        let mut mask = masks[0].clone().expand(full);
-        for other in &masks[1..] {
-            mask = mask.bool_or(other.clone().expand(full));
-        }
+        let mask = masks
+            .iter()
+            .map(|m| {
+                if keeps {
+                    m.clone().bool_not()
+                } else {
+                    m.clone()
+                }
+                .expand(full)
+            })
+            .reduce(|a, b| if keeps { a.bool_and(b) } else { a.bool_or(b) })
+            .expect("at least one mask");
         return c.attention([q, k, v], mask, bias, scale);
     }
     let scale = scale.unwrap_or((head_dim as f64).sqrt());
