@@ -9,6 +9,8 @@ mod host_ops;
 #[cfg(feature = "flex")]
 mod kernels;
 pub mod ops;
+#[cfg(feature = "tch")]
+mod torch_ops;
 pub mod wide;
 
 use crate::error::{Error, Result};

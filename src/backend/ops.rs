@@ -1,7 +1,8 @@
 //! The model's hot ops, each computed by burnbert's own flex op (`host_ops`: one pass on every
-//! core, hand-written backward) where every operand is an f32 tensor on the flex device, and by
-//! Burn's own op everywhere else (GPUs, ndarray, f16/bf16). Same results either way, to f32
-//! rounding (the unit tests compare values and gradients).
+//! core, hand-written backward) where every operand is an f32 tensor on the flex device, by
+//! torch's own kernels while training on tch (`torch_ops`: LayerNorm, GELU, attention), and by
+//! Burn's own op everywhere else (GPUs through wgpu, ndarray, f16/bf16 on flex). Same results
+//! either way, to f32 rounding (the unit tests compare values and gradients).
 
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::tensor::activation::{gelu as burn_gelu, softmax as burn_softmax};
@@ -9,6 +10,21 @@ use burn::tensor::{Int, Tensor};
 
 #[cfg(feature = "flex")]
 use super::host_ops::HostOps;
+#[cfg(feature = "tch")]
+use super::torch_ops::TorchOps;
+
+/// Whether every tensor can take burnbert's own tch ops: under autodiff on a tch device.
+#[cfg(feature = "tch")]
+fn on_torch<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
+    tensors.iter().all(|t| {
+        t.is_autodiff()
+            && (*t)
+                .clone()
+                .inner()
+                .try_into_primitive::<burn::backend::LibTorch>()
+                .is_ok()
+    })
+}
 
 /// Whether every tensor can take burnbert's own ops: f32 on the flex device.
 #[cfg(feature = "flex")]
@@ -18,7 +34,7 @@ fn on_host<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
         .all(|t| t.dtype() == burn::tensor::DType::F32 && super::cheap_host_access(&t.device()))
 }
 
-#[cfg(feature = "flex")]
+#[cfg(any(feature = "flex", feature = "tch"))]
 fn call<const D: usize>(
     op: impl FnOnce() -> burn::backend::tensor::FloatTensor<burn::backend::Dispatch>,
 ) -> Tensor<D> {
@@ -91,6 +107,22 @@ pub fn layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>)
             )
         });
     }
+    #[cfg(feature = "tch")]
+    if on_torch(&[&x]) {
+        let gamma = layer.gamma.val();
+        let beta = match &layer.beta {
+            Some(beta) => beta.val(),
+            None => gamma.zeros_like(),
+        };
+        return call(|| {
+            burn::backend::Dispatch::torch_layer_norm(
+                x.into_dispatch(),
+                gamma.into_dispatch(),
+                beta.into_dispatch(),
+                epsilon,
+            )
+        });
+    }
     let _ = epsilon;
     layer.forward(x)
 }
@@ -101,7 +133,49 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if on_host(&[&x]) {
         return call(|| burn::backend::Dispatch::host_gelu(x.into_dispatch()));
     }
+    #[cfg(feature = "tch")]
+    if on_torch(&[&x]) {
+        return call(|| burn::backend::Dispatch::torch_gelu(x.into_dispatch()));
+    }
     burn_gelu(x)
+}
+
+/// Whether [`trained_attention`] takes torch's fused attention for `q` (training on tch).
+pub fn trains_fused_attention(q: &Tensor<4>) -> bool {
+    #[cfg(feature = "tch")]
+    if on_torch(&[q]) {
+        return true;
+    }
+    let _ = q;
+    false
+}
+
+/// `dropout(softmax(q·kᵀ/√head_dim, hidden keys masked))·v` as one op while training, where
+/// [`trains_fused_attention`] says so: `q` `[batch, heads, queries, head_dim]`, `k`, `v`
+/// `[batch, heads, seq, head_dim]`, `hidden` broadcastable to `[batch, heads, queries, seq]`,
+/// `true` where a key is hidden from a query (never every key of a query); `dropout` the
+/// probability an attention weight is dropped.
+pub fn trained_attention(
+    [q, k, v]: [Tensor<4>; 3],
+    hidden: Tensor<4, burn::tensor::Bool>,
+    dropout: f64,
+) -> Tensor<4> {
+    #[cfg(feature = "tch")]
+    if on_torch(&[&q]) {
+        // torch's boolean mask keeps where it is `true`.
+        let keep = hidden.bool_not();
+        return call(|| {
+            burn::backend::Dispatch::torch_attention(
+                q.into_dispatch(),
+                k.into_dispatch(),
+                v.into_dispatch(),
+                keep.into_dispatch(),
+                dropout,
+            )
+        });
+    }
+    let _ = (k, v, hidden, dropout);
+    unreachable!("trained_attention without trains_fused_attention: {q:?}")
 }
 
 /// `a·b` element by element; `a` and `b` of one shape.
@@ -135,14 +209,23 @@ pub fn embedding(layer: &Embedding, ids: Tensor<2, Int>) -> Tensor<3> {
 }
 
 /// Whether [`linear`], [`matmul`] and the rest take burnbert's own op for `x` (tests assert it).
-#[cfg(all(test, feature = "flex"))]
+#[cfg(all(test, any(feature = "flex", feature = "tch")))]
 pub(crate) fn takes_host_op<const D: usize>(x: &Tensor<D>) -> bool {
-    on_host(&[x])
+    #[cfg(feature = "flex")]
+    if on_host(&[x]) {
+        return true;
+    }
+    #[cfg(feature = "tch")]
+    if on_torch(&[x]) {
+        return true;
+    }
+    false
 }
 
-/// Each op against Burn's own, on flex (the device the routing sends to `host_ops`): values,
-/// and the gradient of a weighted sum of the output with respect to every input.
-#[cfg(all(test, feature = "flex"))]
+/// Each op against Burn's own, on flex (the device the routing sends to `host_ops`) and, for
+/// LayerNorm, GELU and attention, on tch while training (`torch_ops`): values, and the gradient
+/// of a weighted sum of the output with respect to every input.
+#[cfg(all(test, any(feature = "flex", feature = "tch")))]
 mod tests {
     use burn::module::Param;
     use burn::nn::{LayerNormConfig, LinearConfig};
@@ -207,10 +290,22 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "flex")]
     fn device() -> Device {
         Device::flex().autodiff()
     }
 
+    /// The training devices with burnbert's own LayerNorm and GELU.
+    fn devices() -> Vec<Device> {
+        let mut devices = Vec::new();
+        #[cfg(feature = "flex")]
+        devices.push(Device::flex().autodiff());
+        #[cfg(feature = "tch")]
+        devices.push(Device::libtorch().autodiff());
+        devices
+    }
+
+    #[cfg(feature = "flex")]
     #[test]
     fn linear_equals_burns_with_and_without_bias() {
         let device = device();
@@ -256,6 +351,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "flex")]
     #[test]
     fn batched_matmul_equals_burns_through_a_transposed_view() {
         let device = device();
@@ -280,6 +376,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "flex")]
     #[test]
     fn softmax_equals_burns() {
         let device = device();
@@ -295,7 +392,13 @@ mod tests {
     /// constant zero bias).
     #[test]
     fn layer_norm_equals_burns() {
-        let device = device();
+        for device in devices() {
+            layer_norm_equals_burns_on(&device);
+        }
+    }
+
+    fn layer_norm_equals_burns_on(device: &Device) {
+        let device = device.clone();
         for (epsilon, bias) in [(1e-12, true), (1e-5, true), (1e-5, false)] {
             // 40 columns: two full 16-lane blocks of the row sums and a tail.
             let mut layer = LayerNormConfig::new(40)
@@ -331,17 +434,90 @@ mod tests {
 
     #[test]
     fn gelu_equals_burns_in_value_and_gradient() {
-        let device = device();
         let grid: Vec<f32> = (0..40_000)
             .map(|i| (i as f32 - 20_000.0) / 2_000.0)
             .collect();
-        let x = Tensor::<2>::from_data(TensorData::new(grid.clone(), [200, 200]), &device)
-            .require_grad();
-        same_op(&[x], |t| gelu(t[0].clone()), |t| burn_gelu(t[0].clone()));
-        let plain = Tensor::<2>::from_data(TensorData::new(grid, [200, 200]), &Device::flex());
-        close(gelu(plain.clone()), burn_gelu(plain), "inference value");
+        for device in devices() {
+            let x = Tensor::<2>::from_data(TensorData::new(grid.clone(), [200, 200]), &device)
+                .require_grad();
+            same_op(&[x], |t| gelu(t[0].clone()), |t| burn_gelu(t[0].clone()));
+            let plain = Tensor::<2>::from_data(
+                TensorData::new(grid.clone(), [200, 200]),
+                &device.without_autodiff(),
+            );
+            close(gelu(plain.clone()), burn_gelu(plain), "inference value");
+        }
     }
 
+    /// Training attention on tch (torch's SDPA) without dropout against the unfused ops, on a
+    /// batch whose second row hides its last three keys; with dropout, a share of the weights
+    /// near the probability is dropped (the rows of `v` are one-hot, so each output element is
+    /// one weight, scaled up by `1 / (1 - p)` where kept).
+    #[cfg(feature = "tch")]
+    #[test]
+    fn trained_attention_equals_the_unfused_ops_on_tch() {
+        use burn::tensor::Bool;
+        let device = Device::libtorch().autodiff();
+        let hidden = Tensor::<4, Bool>::from_data(
+            TensorData::new(
+                [[false; 7], [false, false, false, false, true, true, true]].concat(),
+                [2, 1, 1, 7],
+            ),
+            &device,
+        );
+        let q = input([2, 3, 5, 4], 21, &device);
+        let k = input([2, 3, 7, 4], 22, &device);
+        let v = input([2, 3, 7, 4], 23, &device);
+        assert!(trains_fused_attention(&q));
+        let unfused = |t: &[Tensor<4>]| {
+            let scores = t[0].clone().matmul(t[1].clone().swap_dims(2, 3)) / 2.0;
+            let scores = scores.mask_fill(hidden.clone(), -1e30);
+            burn_softmax(scores, 3).matmul(t[2].clone())
+        };
+        for x in [&q, &k] {
+            assert!(takes_host_op(x));
+        }
+        let (y_ours, y_theirs) = (
+            trained_attention([q.clone(), k.clone(), v.clone()], hidden.clone(), 0.0),
+            unfused(&[q.clone(), k.clone(), v.clone()]),
+        );
+        close(y_ours.clone(), y_theirs.clone(), "value");
+        let weights = input(y_ours.dims(), 99, &device).detach();
+        let g_ours = (y_ours * weights.clone()).sum().backward();
+        let g_theirs = (y_theirs * weights).sum().backward();
+        for (i, x) in [&q, &k, &v].into_iter().enumerate() {
+            close(
+                x.grad(&g_ours).unwrap(),
+                x.grad(&g_theirs).unwrap(),
+                &format!("gradient {i}"),
+            );
+        }
+        // Dropout: 64 keys of equal score, one-hot values, so every output is 1/64 kept or 0.
+        let (q, k) = (
+            Tensor::<4>::zeros([1, 4, 8, 2], &device),
+            Tensor::<4>::zeros([1, 4, 64, 2], &device),
+        );
+        let v = Tensor::<2>::eye(64, &device)
+            .reshape([1, 1, 64, 64])
+            .expand([1, 4, 64, 64]);
+        let none =
+            Tensor::<4, Bool>::from_data(TensorData::new(vec![false; 64], [1, 1, 1, 64]), &device);
+        let out = trained_attention([q, k, v], none, 0.25)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let dropped = out.iter().filter(|&&w| w == 0.0).count() as f64 / out.len() as f64;
+        let kept = out.iter().filter(|&&w| w != 0.0);
+        assert!(
+            (0.2..0.3).contains(&dropped),
+            "{dropped} of the weights dropped"
+        );
+        for &w in kept {
+            assert!((w - 1.0 / 64.0 / 0.75).abs() < 1e-6, "a kept weight {w}");
+        }
+    }
+
+    #[cfg(feature = "flex")]
     #[test]
     fn mul_equals_burns_with_a_constant_and_with_two_tracked_operands() {
         let device = device();
@@ -360,6 +536,7 @@ mod tests {
     }
 
     /// Repeated ids sum their gradients; rows no id names get zero.
+    #[cfg(feature = "flex")]
     #[test]
     fn embedding_equals_burns() {
         let device = device();

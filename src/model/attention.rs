@@ -166,7 +166,9 @@ pub(crate) struct Scores {
 ///
 /// Without autodiff (no dropout), the backend's fused attention runs where it computes these
 /// scores right (flash kernels on CubeCL, flex's own, torch's SDPA on tch with the mask
-/// inverted: see `fused_attention`); Burn's autodiff would fall back to these same ops.
+/// inverted: see `fused_attention`); Burn's autodiff would fall back to these same ops. While
+/// training on tch, torch's SDPA runs with its own dropout where there is one mask and no bias
+/// (`ops::trained_attention`).
 pub(crate) fn scaled_dot_product(
     c: Compute,
     [q, k, v]: [Tensor<4>; 3],
@@ -199,6 +201,15 @@ pub(crate) fn scaled_dot_product(
             .reduce(|a, b| if keeps { a.bool_and(b) } else { a.bool_or(b) })
             .expect("at least one mask");
         return c.attention([q, k, v], mask, bias, scale);
+    }
+    // Training on tch: torch's SDPA, dropout included (one padding mask, no bias).
+    if masks.len() == 1 && !with_bias && crate::backend::ops::trains_fused_attention(&q) {
+        let dropout = if drop.training.is_enabled() {
+            drop.prob
+        } else {
+            0.0
+        };
+        return c.trained_attention([q, k, v], masks[0].clone(), dropout);
     }
     let scale = scale.unwrap_or((head_dim as f64).sqrt());
     let mut scores = c.matmul(q, k.swap_dims(2, 3)) / scale;

@@ -63,4 +63,19 @@ impl Compute {
         )
         .cast(back)
     }
+
+    /// [`crate::backend::ops::trained_attention`] in the compute type, returned in `q`'s.
+    pub fn trained_attention(
+        self,
+        [q, k, v]: [Tensor<4>; 3],
+        hidden: Tensor<4, Bool>,
+        dropout: f64,
+    ) -> Tensor<4> {
+        let Some(dtype) = self.0 else {
+            return crate::backend::ops::trained_attention([q, k, v], hidden, dropout);
+        };
+        let back = q.dtype();
+        let qkv = [q, k, v].map(|t| t.cast(dtype));
+        crate::backend::ops::trained_attention(qkv, hidden, dropout).cast(back)
+    }
 }

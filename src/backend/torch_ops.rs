@@ -1,0 +1,228 @@
+//! burnbert's own training ops on the tch backend, as a Burn backend extension for
+//! `Autodiff<LibTorch>`. Under autodiff, Burn composes LayerNorm, GELU and attention from
+//! element-wise ops, each its own libtorch call (on a GPU, its own kernel launch) forward and
+//! backward; these run torch's own kernels instead: GELU with its backward kernel, LayerNorm and
+//! attention (torch's SDPA, its dropout included) through torch's autograd, whose graph of the
+//! one op is kept for Burn's backward pass. Float tensors of any type; `ops` decides.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::tensor::{BoolTensor, FloatTensor};
+use burn::backend::{Autodiff, Backend, LibTorch, backend_extension};
+use burn_tch::TchTensor;
+
+/// The ops. Shapes as in [`super::ops`].
+#[backend_extension(LibTorch, Autodiff)]
+pub trait TorchOps: Backend {
+    /// LayerNorm over the last dim `d`: `x` any shape, `gamma` and `beta` `[d]`.
+    fn torch_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+    /// Exact GELU; any shape.
+    fn torch_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `dropout(softmax(q·kᵀ/√head_dim, hidden keys masked))·v`: `q` `[batch, heads, queries,
+    /// head_dim]`, `k`, `v` `[batch, heads, seq, head_dim]`, `keep` broadcastable to `[batch,
+    /// heads, queries, seq]`, `true` where a query sees a key; every query sees at least one.
+    fn torch_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        keep: BoolTensor<Self>,
+        dropout: f64,
+    ) -> FloatTensor<Self>;
+}
+
+fn layer_norm(x: &tch::Tensor, gamma: &tch::Tensor, beta: &tch::Tensor, eps: f64) -> tch::Tensor {
+    let d = *x.size().last().expect("a tensor of rank ≥ 1");
+    x.layer_norm([d], Some(gamma), Some(beta), eps, true)
+}
+
+fn attention([q, k, v]: [&tch::Tensor; 3], keep: &tch::Tensor, dropout: f64) -> tch::Tensor {
+    tch::Tensor::scaled_dot_product_attention(q, k, v, Some(keep), dropout, false, None, false)
+}
+
+impl TorchOps for LibTorch {
+    fn torch_layer_norm(
+        x: TchTensor,
+        gamma: TchTensor,
+        beta: TchTensor,
+        epsilon: f64,
+    ) -> TchTensor {
+        TchTensor::new(layer_norm(&x.tensor, &gamma.tensor, &beta.tensor, epsilon))
+    }
+
+    fn torch_gelu(x: TchTensor) -> TchTensor {
+        TchTensor::new(x.tensor.gelu("none"))
+    }
+
+    fn torch_attention(
+        q: TchTensor,
+        k: TchTensor,
+        v: TchTensor,
+        keep: TchTensor,
+        dropout: f64,
+    ) -> TchTensor {
+        TchTensor::new(attention(
+            [&q.tensor, &k.tensor, &v.tensor],
+            &keep.tensor,
+            dropout,
+        ))
+    }
+}
+
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<LibTorch, 1> for GeluBackward {
+    /// The input.
+    type State = TchTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<LibTorch, _>(ops.parents, ops.node, grads, |grad| {
+            TchTensor::new(x.tensor.gelu_backward(&grad.tensor, "none"))
+        });
+    }
+}
+
+/// One op recorded by torch's autograd: its output (with torch's graph behind it) and the
+/// leaves that stand for its `N` inputs, `None` for inputs Burn tracks no gradient of.
+#[derive(Debug, Clone)]
+struct TorchGraph<const N: usize> {
+    out: TchTensor,
+    leaves: [Option<TchTensor>; N],
+}
+
+impl<const N: usize> TorchGraph<N> {
+    /// Runs `op` on `inputs` under torch's autograd, with leaves for the `tracked` inputs: the
+    /// graph, and the output detached from it for Burn.
+    fn record(
+        inputs: [&TchTensor; N],
+        tracked: [bool; N],
+        op: impl FnOnce([&tch::Tensor; N]) -> tch::Tensor,
+    ) -> (Self, TchTensor) {
+        tch::with_grad(|| {
+            let leaves: [tch::Tensor; N] = std::array::from_fn(|i| {
+                let leaf = inputs[i].tensor.detach();
+                if tracked[i] {
+                    leaf.set_requires_grad(true)
+                } else {
+                    leaf
+                }
+            });
+            let out = op(std::array::from_fn(|i| &leaves[i]));
+            let detached = TchTensor::new(out.detach());
+            let mut leaves = leaves.into_iter().zip(tracked);
+            let leaves = std::array::from_fn(|_| {
+                let (leaf, tracked) = leaves.next().expect("N leaves");
+                tracked.then(|| TchTensor::new(leaf))
+            });
+            let graph = Self {
+                out: TchTensor::new(out),
+                leaves,
+            };
+            (graph, detached)
+        })
+    }
+
+    /// The gradients of the tracked leaves for the output's gradient `grad`.
+    fn gradients(self, grad: &tch::Tensor) -> [Option<TchTensor>; N] {
+        let wanted: Vec<&tch::Tensor> = self.leaves.iter().flatten().map(|l| &l.tensor).collect();
+        let loss = tch::with_grad(|| (&self.out.tensor * grad).sum(None));
+        let mut found = tch::Tensor::run_backward(&[loss], &wanted, false, false).into_iter();
+        self.leaves
+            .map(|leaf| leaf.map(|_| TchTensor::new(found.next().expect("one per leaf"))))
+    }
+}
+
+/// The backward pass of an op recorded by [`TorchGraph`].
+#[derive(Debug)]
+struct GraphBackward;
+
+impl<const N: usize> Backward<LibTorch, N> for GraphBackward {
+    type State = TorchGraph<N>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<LibTorch>(&ops.node);
+        for (node, found) in ops
+            .parents
+            .into_iter()
+            .zip(ops.state.gradients(&grad.tensor))
+        {
+            if let (Some(node), Some(found)) = (node, found) {
+                grads.register::<LibTorch>(node.id, found);
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> TorchOps for Autodiff<LibTorch, C> {
+    fn torch_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let tracked = [x.is_tracked(), gamma.is_tracked(), beta.is_tracked()];
+        let prep = GraphBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let inputs = [x, gamma, beta].map(|t| t.into_primitive());
+        let ln = |[x, gamma, beta]: [&tch::Tensor; 3]| layer_norm(x, gamma, beta, epsilon);
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let (graph, out) = TorchGraph::record(inputs.each_ref(), tracked, ln);
+                prep.finish(graph, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let [x, gamma, beta] = inputs.each_ref().map(|t| &t.tensor);
+                prep.finish(TchTensor::new(ln([x, gamma, beta])))
+            }
+        }
+    }
+
+    fn torch_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let prep = GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let x = x.into_primitive();
+        let out = TchTensor::new(x.tensor.gelu("none"));
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(x, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn torch_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        keep: BoolTensor<Self>,
+        dropout: f64,
+    ) -> FloatTensor<Self> {
+        let tracked = [q.is_tracked(), k.is_tracked(), v.is_tracked()];
+        let prep = GraphBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful();
+        let inputs = [q, k, v].map(|t| t.into_primitive());
+        let sdpa = |qkv: [&tch::Tensor; 3]| attention(qkv, &keep.tensor, dropout);
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let (graph, out) = TorchGraph::record(inputs.each_ref(), tracked, sdpa);
+                prep.finish(graph, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let [q, k, v] = inputs.each_ref().map(|t| &t.tensor);
+                prep.finish(TchTensor::new(sdpa([q, k, v])))
+            }
+        }
+    }
+}
