@@ -230,6 +230,68 @@ pub fn host_values<const D: usize>(tensor: &Tensor<D>) -> Option<HostValues> {
     None
 }
 
+/// What one AdamW step of a parameter needs besides its tensors.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamWStep {
+    /// The learning rate.
+    pub lr: f64,
+    /// What each gradient is multiplied by first (clipping, loss unscaling).
+    pub factor: f32,
+    /// The first moment's decay rate.
+    pub beta_1: f32,
+    /// The second moment's decay rate.
+    pub beta_2: f32,
+    /// Added to the second moment's root.
+    pub epsilon: f32,
+    /// Decoupled weight decay λ.
+    pub weight_decay: f32,
+    /// The step's number, 1 for the first.
+    pub time: usize,
+}
+
+/// Whether [`torch_adamw`] takes `tensor`: an f32 tensor on a tch device.
+pub fn torch_adamw_takes<const D: usize>(tensor: &Tensor<D>) -> bool {
+    #[cfg(feature = "tch")]
+    if tensor.dtype() == burn::tensor::DType::F32 {
+        return tensor
+            .clone()
+            .inner()
+            .try_into_primitive::<burn::backend::LibTorch>()
+            .is_ok();
+    }
+    let _ = tensor;
+    false
+}
+
+/// One AdamW step of `param` done by libtorch in place, a handful of whole-tensor ops instead
+/// of Burn's fifteen-odd (each a kernel launch on a GPU): the new parameter and moments
+/// `[param, m, v]`. Only where [`torch_adamw_takes`] every tensor; `moments` `None` on the
+/// first step.
+pub fn torch_adamw<const D: usize>(
+    step: &AdamWStep,
+    param: &Tensor<D>,
+    grad: Tensor<D>,
+    moments: Option<[Tensor<D>; 2]>,
+) -> [Tensor<D>; 3] {
+    #[cfg(feature = "tch")]
+    {
+        use burn::backend::LibTorch;
+        let tch = |t: Tensor<D>| {
+            t.inner()
+                .try_into_primitive::<LibTorch>()
+                .expect("torch_adamw_takes checked every tensor")
+        };
+        let moments = moments.map(|m| m.map(tch));
+        torch_ops::adamw(step, &tch(param.clone()), tch(grad), moments)
+            .map(Tensor::from_primitive::<LibTorch>)
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = (step, param, grad, moments);
+        unreachable!("torch_adamw without the tch backend")
+    }
+}
+
 /// How a device's fused attention reads a boolean mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MaskSense {

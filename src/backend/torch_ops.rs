@@ -226,3 +226,64 @@ impl<C: CheckpointStrategy> TorchOps for Autodiff<LibTorch, C> {
         }
     }
 }
+
+/// A tensor of a step's own to write: `t` itself where nothing else holds its memory (Burn's
+/// count of the storage's owners), else a copy.
+fn own(t: TchTensor) -> tch::Tensor {
+    if t.can_mut() {
+        t.tensor
+    } else {
+        t.tensor.g_mul_scalar(1.0)
+    }
+}
+
+/// One AdamW step on tch tensors in place, as PyTorch's single-tensor AdamW computes it:
+/// `g ← g·factor`, `m ← lerp(m, g, 1−β₁)`, `v ← lerp(v, g², 1−β₂)`,
+/// `param ← param·(1 − lr·λ) − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)`, the new parameter
+/// written over the gradient. `moments` `None` on the first step. Returns `[param, m, v]`.
+pub(super) fn adamw(
+    step: &super::AdamWStep,
+    param: &TchTensor,
+    grad: TchTensor,
+    moments: Option<[TchTensor; 2]>,
+) -> [TchTensor; 3] {
+    let super::AdamWStep {
+        lr,
+        factor,
+        beta_1,
+        beta_2,
+        epsilon,
+        weight_decay,
+        time,
+    } = *step;
+    tch::no_grad(|| {
+        let mut g = own(grad);
+        if factor != 1.0 {
+            let _ = g.g_mul_scalar_(factor as f64);
+        }
+        let (mut m, mut v) = match moments {
+            Some([m, v]) => (own(m), own(v)),
+            None => (g.zeros_like(), g.zeros_like()),
+        };
+        let _ = m.lerp_(&g, 1.0 - beta_1 as f64);
+        let g_again = g.shallow_clone();
+        let _ = g.g_mul_(&g_again);
+        let _ = v.lerp_(&g, 1.0 - beta_2 as f64);
+        let time = time as i32;
+        let correction_1 = 1.0 - (beta_1 as f64).powi(time);
+        let correction_2 = 1.0 - (beta_2 as f64).powi(time);
+        // g ← m / (√v / √(1−β₂ᵗ) + ε) · (−lr / (1−β₁ᵗ)) + param · (1 − lr·λ)
+        let _ = v.sqrt_out(&g);
+        let _ = g.g_div_scalar_(correction_2.sqrt());
+        let _ = g.g_add_scalar_(epsilon as f64);
+        let _ = m.div_out(&g, &g_again);
+        let _ = g.g_mul_scalar_(-lr / correction_1);
+        let keep = 1.0 - lr * weight_decay as f64;
+        if keep == 1.0 {
+            let _ = g.g_add_(&param.tensor);
+        } else {
+            let _ = g.g_add_(&param.tensor.g_mul_scalar(keep));
+        }
+        [g, m, v].map(TchTensor::new)
+    })
+}

@@ -4,7 +4,8 @@
 //! and backward on a short batch (README, Performance). Same state type (checkpoints resume
 //! either way) and the same arithmetic per element, in the same order, so the results equal
 //! Burn's bit for bit (compiled for the widest vector unit: its divisions and square roots
-//! bound the pass); elsewhere (GPUs, ndarray, AMSGrad) Burn's own step runs.
+//! bound the pass). On tch, libtorch's ops in place, as PyTorch's own AdamW (to f32 rounding
+//! Burn's); elsewhere (wgpu, ndarray, AMSGrad) Burn's own step runs.
 
 use std::cell::Cell;
 
@@ -82,16 +83,17 @@ impl Optimizer for AdamW {
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let device = tensor.device();
         let factor = GRAD_FACTOR.get();
-        // Whether the parameter lives on the host is `host_values`' to say.
-        let on_host = grad.dtype() == DType::F32
+        // f32 gradient and moments, no AMSGrad: ours runs, on the host (where `host_values`
+        // says the parameter lives) or on tch.
+        let ours = grad.dtype() == DType::F32
             && state.as_ref().is_none_or(|s| {
                 s.momentum.max_moment_2.is_none() && s.momentum.moment_1.dtype() == DType::F32
             });
         // The parameter is shared (Burn's Learner keeps the model it steps from): read in place.
-        let Some(param) = on_host
-            .then(|| crate::backend::host_values(&tensor))
-            .flatten()
-        else {
+        let Some(param) = ours.then(|| crate::backend::host_values(&tensor)).flatten() else {
+            if ours && crate::backend::torch_adamw_takes(&tensor) {
+                return self.torch_step(lr, factor, tensor, grad, state);
+            }
             let grad = if factor == 1.0 {
                 grad
             } else {
@@ -134,6 +136,36 @@ impl Optimizer for AdamW {
 }
 
 impl AdamW {
+    /// [`Optimizer::step`] on tch: libtorch's ops in place ([`crate::backend::torch_adamw`]).
+    fn torch_step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        factor: f32,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<AdamWState<D>>,
+    ) -> (Tensor<D>, Option<AdamWState<D>>) {
+        let (time, moments) = match state {
+            Some(s) => (
+                s.momentum.time + 1,
+                Some([s.momentum.moment_1, s.momentum.moment_2]),
+            ),
+            None => (1, None),
+        };
+        let step = crate::backend::AdamWStep {
+            lr,
+            factor,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            time,
+        };
+        let [param, m, v] = crate::backend::torch_adamw(&step, &tensor, grad, moments);
+        let momentum = AdaptiveMomentumState::new(time, m, v);
+        (param, Some(AdamWState::new(momentum)))
+    }
+
     /// Step `time` (1 for the first) of `param`, as Burn's AdamW computes it on the gradient
     /// `g·factor`, with the moments `[m, v]` updated in place and the new parameter written
     /// over the gradient `g`: with `g ← g·factor`, `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
@@ -217,6 +249,55 @@ mod tests {
             assert_eq!(sa.time, sb.time);
             assert_eq!(differ(sa.moment_1, sb.moment_1), 0, "first moments");
             assert_eq!(differ(sa.moment_2, sb.moment_2), 0, "second moments");
+        }
+    }
+}
+
+#[cfg(all(test, feature = "tch"))]
+#[allow(deprecated)] // burn-tch is deprecated upstream but is what we ship
+mod torch_tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Five steps of ours on tch and of Burn's AdamW from the same start, with and without
+    /// weight decay, the last two with a gradient factor: the same values to f32 rounding. A
+    /// clone of the state held across a step (as a checkpoint being written holds one) keeps
+    /// its values: the step writes in place only into memory nothing else holds.
+    #[test]
+    fn equals_burns_adamw_on_tch_and_leaves_shared_state_alone() {
+        let device = Device::libtorch();
+        for weight_decay in [0.0, 0.01] {
+            let ours = AdamW::new(0.9, 0.999, 1e-8, weight_decay);
+            let theirs = ours.burn.clone();
+            let start = Tensor::<2>::random([300, 257], Distribution::Default, &device);
+            assert!(crate::backend::torch_adamw_takes(&start));
+            let start_values = start.to_data();
+            let (mut a, mut b) = (start.clone(), start.clone());
+            let (mut state_a, mut state_b) = (None, None);
+            for step in 0..5 {
+                let grad = Tensor::<2>::random([300, 257], Distribution::Normal(0.0, 1.0), &device);
+                let lr = 1e-3 * (step + 1) as f64;
+                let factor = if step >= 3 { 0.37 } else { 1.0 };
+                let held: Option<AdamWState<2>> = state_a.clone();
+                let held_values = held.as_ref().map(|s| s.momentum.moment_1.to_data());
+                (a, state_a) = with_grad_factor(factor, || ours.step(lr, a, grad.clone(), state_a));
+                (b, state_b) = theirs.step(lr, b, grad.mul_scalar(factor), state_b);
+                if let (Some(held), Some(values)) = (held, held_values) {
+                    held.momentum.moment_1.to_data().assert_eq(&values, true);
+                }
+            }
+            let close = |x: Tensor<2>, y: Tensor<2>, what: &str| {
+                let diff = (x - y.clone()).abs().max().into_scalar::<f32>();
+                let scale = y.abs().max().into_scalar::<f32>();
+                assert!(diff <= 1e-5 * scale, "{what}: {diff} of {scale}");
+            };
+            // The parameter is read, never written: the start is still what it was.
+            start.to_data().assert_eq(&start_values, true);
+            close(a, b, "parameters");
+            let (sa, sb) = (state_a.unwrap().momentum, state_b.unwrap().momentum);
+            assert_eq!(sa.time, 5);
+            close(sa.moment_1, sb.moment_1, "first moments");
+            close(sa.moment_2, sb.moment_2, "second moments");
         }
     }
 }

@@ -522,7 +522,7 @@ mod tests {
     #[test]
     fn the_local_window_is_symmetric_and_inclusive() {
         let far = outside_window(5, 1, &Device::default());
-        let values: Vec<bool> = far.into_data().convert::<bool>().to_vec().unwrap();
+        let values: Vec<bool> = far.into_data().convert::<bool>().try_to_vec().unwrap();
         let expected: Vec<bool> = (0..25)
             .map(|n: usize| (n / 5).abs_diff(n % 5) >= 2)
             .collect();
