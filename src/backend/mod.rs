@@ -249,8 +249,9 @@ pub struct AdamWStep {
     pub time: usize,
 }
 
-/// Whether [`torch_adamw`] takes `tensor`: an f32 tensor on a tch device.
-pub fn torch_adamw_takes<const D: usize>(tensor: &Tensor<D>) -> bool {
+/// Whether `tensor` is an f32 tensor on a tch device, where each op is a libtorch call of its
+/// own (a kernel launch on a GPU), and which [`torch_adamw`] takes.
+pub fn on_tch_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
     #[cfg(feature = "tch")]
     if tensor.dtype() == burn::tensor::DType::F32 {
         return tensor
@@ -263,9 +264,33 @@ pub fn torch_adamw_takes<const D: usize>(tensor: &Tensor<D>) -> bool {
     false
 }
 
+/// The L2 norm of all `grads` together, `[1]`, every one [`on_tch_f32`]: one libtorch norm per
+/// gradient and one of the norms, as torch's `clip_grad_norm_` computes it.
+pub fn tch_global_norm(grads: &[Tensor<1>]) -> Tensor<1> {
+    #[cfg(feature = "tch")]
+    {
+        use burn::backend::LibTorch;
+        let grads: Vec<_> = grads
+            .iter()
+            .map(|g| {
+                g.clone()
+                    .inner()
+                    .try_into_primitive::<LibTorch>()
+                    .expect("every gradient on_tch_f32")
+            })
+            .collect();
+        Tensor::from_primitive::<LibTorch>(torch_ops::global_norm(&grads))
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = grads;
+        unreachable!("tch_global_norm without the tch backend")
+    }
+}
+
 /// One AdamW step of `param` done by libtorch in place, a handful of whole-tensor ops instead
 /// of Burn's fifteen-odd (each a kernel launch on a GPU): the new parameter and moments
-/// `[param, m, v]`. Only where [`torch_adamw_takes`] every tensor; `moments` `None` on the
+/// `[param, m, v]`. Only where every tensor is [`on_tch_f32`]; `moments` `None` on the
 /// first step.
 pub fn torch_adamw<const D: usize>(
     step: &AdamWStep,
@@ -279,7 +304,7 @@ pub fn torch_adamw<const D: usize>(
         let tch = |t: Tensor<D>| {
             t.inner()
                 .try_into_primitive::<LibTorch>()
-                .expect("torch_adamw_takes checked every tensor")
+                .expect("every tensor on_tch_f32")
         };
         let moments = moments.map(|m| m.map(tch));
         torch_ops::adamw(step, &tch(param.clone()), tch(grad), moments)

@@ -287,3 +287,12 @@ pub(super) fn adamw(
         [g, m, v].map(TchTensor::new)
     })
 }
+
+/// `‖(‖g₁‖₂, ‖g₂‖₂, …)‖₂` as `[1]`: the L2 norm of all `grads` together, as torch's
+/// `clip_grad_norm_` computes it.
+pub(super) fn global_norm(grads: &[TchTensor]) -> TchTensor {
+    tch::no_grad(|| {
+        let norms: Vec<tch::Tensor> = grads.iter().map(|g| g.tensor.norm()).collect();
+        TchTensor::new(tch::Tensor::stack(&norms, 0).norm().reshape([1]))
+    })
+}

@@ -91,7 +91,7 @@ impl Optimizer for AdamW {
             });
         // The parameter is shared (Burn's Learner keeps the model it steps from): read in place.
         let Some(param) = ours.then(|| crate::backend::host_values(&tensor)).flatten() else {
-            if ours && crate::backend::torch_adamw_takes(&tensor) {
+            if ours && crate::backend::on_tch_f32(&tensor) {
                 return self.torch_step(lr, factor, tensor, grad, state);
             }
             let grad = if factor == 1.0 {
@@ -270,7 +270,7 @@ mod torch_tests {
             let ours = AdamW::new(0.9, 0.999, 1e-8, weight_decay);
             let theirs = ours.burn.clone();
             let start = Tensor::<2>::random([300, 257], Distribution::Default, &device);
-            assert!(crate::backend::torch_adamw_takes(&start));
+            assert!(crate::backend::on_tch_f32(&start));
             let start_values = start.to_data();
             let (mut a, mut b) = (start.clone(), start.clone());
             let (mut state_a, mut state_b) = (None, None);

@@ -19,6 +19,9 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
         grads: &'a mut GradientsParams,
         total: Option<Tensor<1>>,
         on_host: f64,
+        /// On tch, the gradients flattened (views): one libtorch norm per gradient, as
+        /// `clip_grad_norm_` does, instead of three calls (GPU kernels) per gradient.
+        flat: Vec<Tensor<1>>,
     }
     impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -33,6 +36,12 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
                 self.total
                     .get_or_insert_with(|| Tensor::zeros([1], &device));
             } else if let Some(grad) = self.grads.get::<D>(param.id) {
+                if crate::backend::on_tch_f32(&grad) {
+                    // Summed below, all at once.
+                    let n = grad.shape().num_elements();
+                    self.flat.push(grad.reshape([n]));
+                    return;
+                }
                 let sq = grad.powi_scalar(2).sum();
                 self.total = Some(match self.total.take() {
                     Some(total) => total + sq,
@@ -45,8 +54,16 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
         grads,
         total: None,
         on_host: 0.0,
+        flat: Vec::new(),
     };
     module.visit(&mut sum);
+    if !sum.flat.is_empty() {
+        let sq = crate::backend::tch_global_norm(&sum.flat).powi_scalar(2);
+        sum.total = Some(match sum.total.take() {
+            Some(total) => total + sq,
+            None => sq,
+        });
+    }
     let on_host = sum.on_host;
     sum.total.map(|total| (total + on_host).sqrt())
 }
@@ -156,5 +173,47 @@ mod tests {
             let expected: f64 = values.iter().map(|&g| f64::from(g) * f64::from(g)).sum();
             assert_eq!(super::sum_squares(&values), expected, "n = {n}");
         }
+    }
+
+    /// On tch the norm is taken of each flattened gradient, then of the norms: the norm of a rank-1 and a rank-2 gradient is the square root of the sum of
+    /// all their squares, and a parameter without a gradient adds nothing.
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)] // burn-tch is deprecated upstream but is what we ship
+    fn the_norm_on_tch_counts_every_gradient_of_every_rank_once() {
+        use burn::module::{Module, Param};
+        use burn::optim::GradientsParams;
+        use burn::tensor::{Device, Tensor, TensorData};
+
+        #[derive(Module, Debug)]
+        struct Two {
+            a: Param<Tensor<1>>,
+            b: Param<Tensor<2>>,
+            c: Param<Tensor<1>>,
+        }
+        let device = Device::libtorch();
+        let module = Two {
+            a: Param::from_tensor(Tensor::zeros([3], &device)),
+            b: Param::from_tensor(Tensor::zeros([2, 2], &device)),
+            c: Param::from_tensor(Tensor::zeros([5], &device)),
+        };
+        let mut grads = GradientsParams::new();
+        let a = vec![1.0f32, -2.0, 2.0];
+        let b = vec![0.5f32, 0.5, -0.5, 3.5];
+        grads.register::<1>(
+            module.a.id,
+            Tensor::from_data(TensorData::new(a, [3]), &device),
+        );
+        grads.register::<2>(
+            module.b.id,
+            Tensor::from_data(TensorData::new(b, [2, 2]), &device),
+        );
+        assert!(crate::backend::on_tch_f32(
+            &grads.get::<1>(module.a.id).unwrap()
+        ));
+        let norm = super::global_norm(&module, &mut grads).unwrap();
+        // 1 + 4 + 4 + 0.25 · 3 + 12.25 = 22
+        let norm = norm.into_scalar::<f32>();
+        assert!((norm - 22f32.sqrt()).abs() < 1e-6, "{norm}");
     }
 }
