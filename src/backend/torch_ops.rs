@@ -237,10 +237,12 @@ fn own(t: TchTensor) -> tch::Tensor {
     }
 }
 
-/// One AdamW step on tch tensors in place, as PyTorch's single-tensor AdamW computes it:
+/// One AdamW step on tch tensors in place, PyTorch's AdamW update (its single-tensor ops, with
+/// √(1−β₂ᵗ) moved out of the denominator):
 /// `g ← g·factor`, `m ← lerp(m, g, 1−β₁)`, `v ← lerp(v, g², 1−β₂)`,
 /// `param ← param·(1 − lr·λ) − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)`, the new parameter
-/// written over the gradient. `moments` `None` on the first step. Returns `[param, m, v]`.
+/// written over the gradient (nine ops). `moments` `None` on the first step. Returns
+/// `[param, m, v]`.
 pub(super) fn adamw(
     step: &super::AdamWStep,
     param: &TchTensor,
@@ -272,12 +274,13 @@ pub(super) fn adamw(
         let time = time as i32;
         let correction_1 = 1.0 - (beta_1 as f64).powi(time);
         let correction_2 = 1.0 - (beta_2 as f64).powi(time);
-        // g ← m / (√v / √(1−β₂ᵗ) + ε) · (−lr / (1−β₁ᵗ)) + param · (1 − lr·λ)
+        // g ← m / (√v / √(1−β₂ᵗ) + ε) · (−lr / (1−β₁ᵗ)) + param · (1 − lr·λ), with
+        // √(1−β₂ᵗ) moved out of the denominator: m / (√v + ε√(1−β₂ᵗ)) · (−lr√(1−β₂ᵗ) / (1−β₁ᵗ)).
+        let root_2 = correction_2.sqrt();
         let _ = v.sqrt_out(&g);
-        let _ = g.g_div_scalar_(correction_2.sqrt());
-        let _ = g.g_add_scalar_(epsilon as f64);
+        let _ = g.g_add_scalar_(epsilon as f64 * root_2);
         let _ = m.div_out(&g, &g_again);
-        let _ = g.g_mul_scalar_(-lr / correction_1);
+        let _ = g.g_mul_scalar_(-lr * root_2 / correction_1);
         let keep = 1.0 - lr * weight_decay as f64;
         if keep == 1.0 {
             let _ = g.g_add_(&param.tensor);
