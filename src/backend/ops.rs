@@ -91,36 +91,27 @@ pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// `[.., d]`. A layer without a bias (ModernBERT's `norm_bias = false`) takes a constant zero
 /// one on the host.
 pub fn layer_norm<const D: usize>(layer: &LayerNorm, epsilon: f64, x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "flex")]
-    if on_host(&[&x]) {
+    #[cfg(any(feature = "flex", feature = "tch"))]
+    let params = || {
         let gamma = layer.gamma.val();
         let beta = match &layer.beta {
             Some(beta) => beta.val(),
             None => gamma.zeros_like(),
         };
+        (gamma.into_dispatch(), beta.into_dispatch())
+    };
+    #[cfg(feature = "flex")]
+    if on_host(&[&x]) {
+        let (gamma, beta) = params();
         return call(|| {
-            burn::backend::Dispatch::host_layer_norm(
-                x.into_dispatch(),
-                gamma.into_dispatch(),
-                beta.into_dispatch(),
-                epsilon,
-            )
+            burn::backend::Dispatch::host_layer_norm(x.into_dispatch(), gamma, beta, epsilon)
         });
     }
     #[cfg(feature = "tch")]
     if on_torch(&[&x]) {
-        let gamma = layer.gamma.val();
-        let beta = match &layer.beta {
-            Some(beta) => beta.val(),
-            None => gamma.zeros_like(),
-        };
+        let (gamma, beta) = params();
         return call(|| {
-            burn::backend::Dispatch::torch_layer_norm(
-                x.into_dispatch(),
-                gamma.into_dispatch(),
-                beta.into_dispatch(),
-                epsilon,
-            )
+            burn::backend::Dispatch::torch_layer_norm(x.into_dispatch(), gamma, beta, epsilon)
         });
     }
     let _ = epsilon;

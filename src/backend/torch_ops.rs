@@ -161,6 +161,29 @@ impl<const N: usize> Backward<LibTorch, N> for GraphBackward {
     }
 }
 
+/// `op` on three tensors: under torch's autograd, its graph kept for Burn's backward pass, where
+/// Burn tracks any of them; plainly otherwise.
+fn through_torch<C: CheckpointStrategy>(
+    inputs: [FloatTensor<Autodiff<LibTorch, C>>; 3],
+    op: impl FnOnce([&tch::Tensor; 3]) -> tch::Tensor,
+) -> FloatTensor<Autodiff<LibTorch, C>> {
+    let tracked = inputs.each_ref().map(|t| t.is_tracked());
+    let prep = GraphBackward
+        .prepare::<C>(inputs.each_ref().map(|t| t.node()))
+        .compute_bound()
+        .stateful();
+    let inputs = inputs.map(|t| t.into_primitive());
+    match prep {
+        OpsKind::Tracked(prep) => {
+            let (graph, out) = TorchGraph::record(inputs.each_ref(), tracked, op);
+            prep.finish(graph, out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(TchTensor::new(op(inputs.each_ref().map(|t| &t.tensor))))
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> TorchOps for Autodiff<LibTorch, C> {
     fn torch_layer_norm(
         x: FloatTensor<Self>,
@@ -168,23 +191,9 @@ impl<C: CheckpointStrategy> TorchOps for Autodiff<LibTorch, C> {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        let tracked = [x.is_tracked(), gamma.is_tracked(), beta.is_tracked()];
-        let prep = GraphBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful();
-        let inputs = [x, gamma, beta].map(|t| t.into_primitive());
-        let ln = |[x, gamma, beta]: [&tch::Tensor; 3]| layer_norm(x, gamma, beta, epsilon);
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let (graph, out) = TorchGraph::record(inputs.each_ref(), tracked, ln);
-                prep.finish(graph, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                let [x, gamma, beta] = inputs.each_ref().map(|t| &t.tensor);
-                prep.finish(TchTensor::new(ln([x, gamma, beta])))
-            }
-        }
+        through_torch::<C>([x, gamma, beta], |[x, gamma, beta]| {
+            layer_norm(x, gamma, beta, epsilon)
+        })
     }
 
     fn torch_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -207,23 +216,7 @@ impl<C: CheckpointStrategy> TorchOps for Autodiff<LibTorch, C> {
         keep: BoolTensor<Self>,
         dropout: f64,
     ) -> FloatTensor<Self> {
-        let tracked = [q.is_tracked(), k.is_tracked(), v.is_tracked()];
-        let prep = GraphBackward
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful();
-        let inputs = [q, k, v].map(|t| t.into_primitive());
-        let sdpa = |qkv: [&tch::Tensor; 3]| attention(qkv, &keep.tensor, dropout);
-        match prep {
-            OpsKind::Tracked(prep) => {
-                let (graph, out) = TorchGraph::record(inputs.each_ref(), tracked, sdpa);
-                prep.finish(graph, out)
-            }
-            OpsKind::UnTracked(prep) => {
-                let [q, k, v] = inputs.each_ref().map(|t| &t.tensor);
-                prep.finish(TchTensor::new(sdpa([q, k, v])))
-            }
-        }
+        through_torch::<C>([q, k, v], |qkv| attention(qkv, &keep.tensor, dropout))
     }
 }
 
