@@ -252,16 +252,22 @@ pub struct AdamWStep {
 /// Whether `tensor` is an f32 tensor on a tch device, where each op is a libtorch call of its
 /// own (a kernel launch on a GPU), and which [`torch_adamw`] takes.
 pub fn on_tch_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
+    tensor.dtype() == burn::tensor::DType::F32 && on_tch(tensor)
+}
+
+/// Whether `tensor` lives on a tch device (with or without autodiff).
+fn on_tch<const D: usize>(tensor: &Tensor<D>) -> bool {
     #[cfg(feature = "tch")]
-    if tensor.dtype() == burn::tensor::DType::F32 {
-        return tensor
-            .clone()
-            .inner()
-            .try_into_primitive::<burn::backend::LibTorch>()
-            .is_ok();
+    return tensor
+        .clone()
+        .inner()
+        .try_into_primitive::<burn::backend::LibTorch>()
+        .is_ok();
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = tensor;
+        false
     }
-    let _ = tensor;
-    false
 }
 
 /// The L2 norm of all `grads` together, `[1]`, every one [`on_tch_f32`]: one libtorch norm per

@@ -16,14 +16,7 @@ use super::torch_ops::TorchOps;
 /// Whether every tensor can take burnbert's own tch ops: under autodiff on a tch device.
 #[cfg(feature = "tch")]
 fn on_torch<const D: usize>(tensors: &[&Tensor<D>]) -> bool {
-    tensors.iter().all(|t| {
-        t.is_autodiff()
-            && (*t)
-                .clone()
-                .inner()
-                .try_into_primitive::<burn::backend::LibTorch>()
-                .is_ok()
-    })
+    tensors.iter().all(|t| t.is_autodiff() && super::on_tch(t))
 }
 
 /// Whether every tensor can take burnbert's own ops: f32 on the flex device.

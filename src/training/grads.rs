@@ -37,16 +37,12 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
                     .get_or_insert_with(|| Tensor::zeros([1], &device));
             } else if let Some(grad) = self.grads.get::<D>(param.id) {
                 if crate::backend::on_tch_f32(&grad) {
-                    // Summed below, all at once.
+                    // Its norm is taken with the others' after the visit.
                     let n = grad.shape().num_elements();
                     self.flat.push(grad.reshape([n]));
                     return;
                 }
-                let sq = grad.powi_scalar(2).sum();
-                self.total = Some(match self.total.take() {
-                    Some(total) => total + sq,
-                    None => sq,
-                });
+                add(&mut self.total, grad.powi_scalar(2).sum());
             }
         }
     }
@@ -58,14 +54,21 @@ pub fn global_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> Option
     };
     module.visit(&mut sum);
     if !sum.flat.is_empty() {
-        let sq = crate::backend::tch_global_norm(&sum.flat).powi_scalar(2);
-        sum.total = Some(match sum.total.take() {
-            Some(total) => total + sq,
-            None => sq,
-        });
+        add(
+            &mut sum.total,
+            crate::backend::tch_global_norm(&sum.flat).powi_scalar(2),
+        );
     }
     let on_host = sum.on_host;
     sum.total.map(|total| (total + on_host).sqrt())
+}
+
+/// `total ← total + sq` (`sq` alone when there is no total yet).
+fn add(total: &mut Option<Tensor<1>>, sq: Tensor<1>) {
+    *total = Some(match total.take() {
+        Some(total) => total + sq,
+        None => sq,
+    });
 }
 
 /// `Σ g²` in f64, in 8 running sums (one AVX-512 register) so that it vectorizes.
@@ -175,8 +178,9 @@ mod tests {
         }
     }
 
-    /// On tch the norm is taken of each flattened gradient, then of the norms: the norm of a rank-1 and a rank-2 gradient is the square root of the sum of
-    /// all their squares, and a parameter without a gradient adds nothing.
+    /// On tch the norm is taken of each flattened gradient, then of the norms: the norm of a
+    /// rank-1 and a rank-2 gradient is the square root of the sum of all their squares, and a
+    /// parameter without a gradient adds nothing.
     #[cfg(feature = "tch")]
     #[test]
     #[allow(deprecated)] // burn-tch is deprecated upstream but is what we ship
