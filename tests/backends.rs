@@ -56,51 +56,115 @@ fn every_backend_matches_transformers_on_minilm() {
 
 #[test]
 fn every_backend_lowers_the_loss_in_a_few_steps() {
-    let model = fixtures().join("roberta");
     for kind in BackendKind::compiled() {
-        let plain = select_device(Some(kind), "auto", Precision::F32).unwrap();
-        let device = plain.clone().autodiff();
-        device.seed(0);
-        let (predictor, _) =
-            Predictor::load(model.to_str().unwrap(), Some(24), device.clone()).unwrap();
-        let texts = [
-            "a fine film",
-            "a dull mess",
-            "great acting",
-            "boring and long",
-        ];
-        let encoded: Vec<Encoded> = texts
-            .iter()
-            .map(|t| predictor.tokenizer.encode(t, None).unwrap())
-            .collect();
-        let refs: Vec<&Encoded> = encoded.iter().collect();
-        let batch = |device: &burn::tensor::Device| TrainBatch {
-            inputs: collate(&refs, predictor.tokenizer.pad_id(), device),
-            targets: TargetBatch::Class(burn::tensor::Tensor::from_data(
-                burn::tensor::TensorData::new(vec![0i64, 1, 0, 1], [4]),
-                device,
-            )),
-            loss_scale: 1.0,
-            halves: None,
-        };
-        let mut trainee = Trainee {
-            max_grad_norm: 1.0,
-            ..Trainee::new(predictor.model)
-        };
-        // The loss without dropout, before and after five AdamW steps on the batch.
-        let eval_loss = |t: &Trainee| values(t.valid().forward(batch(&plain)).loss)[0];
-        let before = eval_loss(&trainee);
-        let mut optim = adamw(&TrainConfig::defaults());
-        for _ in 0..5 {
-            let output = trainee.forward(batch(&device));
-            let grads = GradientsParams::from_grads(output.loss.backward(), &trainee);
-            let lr: ModuleLearningRate = LearningRate::from(1e-3).into();
-            trainee = burn::train::TrainStep::optimize(trainee, &mut optim, lr, grads);
-        }
-        let after = eval_loss(&trainee);
+        let (before, after, _, _) = five_steps(kind, None);
         eprintln!("{kind:?}: loss {before} -> {after}");
         assert!(after < before - 0.05, "{kind:?}: loss {before} -> {after}");
     }
+}
+
+/// On tch, AdamW batched over all parameters (the default on a GPU, asked for here on the CPU)
+/// trains as the step one parameter at a time: the same losses and logits after five clipped
+/// steps.
+#[test]
+fn batched_adamw_on_tch_trains_as_the_steps_one_by_one() {
+    if !BackendKind::compiled().contains(&BackendKind::Tch) {
+        return;
+    }
+    let (before_a, after_a, logits_a, batched) = five_steps(BackendKind::Tch, Some(true));
+    let (before_b, after_b, logits_b, single) = five_steps(BackendKind::Tch, Some(false));
+    assert_eq!(before_a, before_b);
+    assert!(
+        (after_a - after_b).abs() < 1e-5,
+        "loss {after_a} vs {after_b}"
+    );
+    let diff = max_abs_diff(&logits_a, &logits_b);
+    assert!(diff < 1e-5, "logits differ by {diff}");
+    // Batched, the parameters lie one after the other in two buffers (one per weight decay
+    // setting): all but two start where another ends.
+    #[cfg(feature = "tch")]
+    {
+        let (adjacent, all) = adjacent_params(&batched);
+        assert!(
+            adjacent + 2 >= all,
+            "{adjacent} of {all} adjacent: not batched"
+        );
+        let (adjacent, all) = adjacent_params(&single);
+        assert!(
+            adjacent + 2 < all,
+            "{adjacent} of {all} adjacent one by one"
+        );
+    }
+    let _ = (batched, single);
+}
+
+/// How many of `trainee`'s parameters (all on tch) start where another one ends, of how many.
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn-tch is deprecated upstream but is what we ship
+fn adjacent_params(trainee: &Trainee) -> (usize, usize) {
+    use burn::module::{ModuleVisitor, Param};
+    struct Spans(Vec<(usize, usize)>);
+    impl ModuleVisitor for Spans {
+        fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<D>>) {
+            let t = param.val().inner();
+            let t = t.try_into_primitive::<burn::backend::LibTorch>().unwrap();
+            let start = t.tensor.data_ptr() as usize;
+            self.0.push((start, start + t.tensor.numel() * 4));
+        }
+    }
+    let mut spans = Spans(Vec::new());
+    trainee.model.visit(&mut spans);
+    let ends: std::collections::HashSet<usize> = spans.0.iter().map(|s| s.1).collect();
+    let adjacent = spans.0.iter().filter(|s| ends.contains(&s.0)).count();
+    (adjacent, spans.0.len())
+}
+
+/// The loss without dropout on a four-row batch of the small RoBERTa fixture before and after
+/// five AdamW steps on it (gradients clipped to norm 1, AdamW batched as `batched` says, else
+/// as the trainee's default), the logits after, and the trainee.
+fn five_steps(kind: BackendKind, batched: Option<bool>) -> (f32, f32, Vec<f32>, Trainee) {
+    let model = fixtures().join("roberta");
+    let plain = select_device(Some(kind), "auto", Precision::F32).unwrap();
+    let device = plain.clone().autodiff();
+    device.seed(0);
+    let (predictor, _) =
+        Predictor::load(model.to_str().unwrap(), Some(24), device.clone()).unwrap();
+    let texts = [
+        "a fine film",
+        "a dull mess",
+        "great acting",
+        "boring and long",
+    ];
+    let encoded: Vec<Encoded> = texts
+        .iter()
+        .map(|t| predictor.tokenizer.encode(t, None).unwrap())
+        .collect();
+    let refs: Vec<&Encoded> = encoded.iter().collect();
+    let batch = |device: &burn::tensor::Device| TrainBatch {
+        inputs: collate(&refs, predictor.tokenizer.pad_id(), device),
+        targets: TargetBatch::Class(burn::tensor::Tensor::from_data(
+            burn::tensor::TensorData::new(vec![0i64, 1, 0, 1], [4]),
+            device,
+        )),
+        loss_scale: 1.0,
+        halves: None,
+    };
+    let mut trainee = Trainee {
+        max_grad_norm: 1.0,
+        ..Trainee::new(predictor.model)
+    };
+    trainee.batched_adamw = batched.unwrap_or(trainee.batched_adamw);
+    let eval = |t: &Trainee| t.valid().forward(batch(&plain));
+    let before = values(eval(&trainee).loss)[0];
+    let mut optim = adamw(&TrainConfig::defaults());
+    for _ in 0..5 {
+        let output = trainee.forward(batch(&device));
+        let grads = GradientsParams::from_grads(output.loss.backward(), &trainee);
+        let lr: ModuleLearningRate = LearningRate::from(1e-3).into();
+        trainee = burn::train::TrainStep::optimize(trainee, &mut optim, lr, grads);
+    }
+    let after = eval(&trainee);
+    (before, values(after.loss)[0], values(after.logits), trainee)
 }
 
 /// Whether `kind` computes in `precision` on the devices CI runs it on (README, Backends):

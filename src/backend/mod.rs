@@ -10,6 +10,8 @@ mod host_ops;
 mod kernels;
 pub mod ops;
 #[cfg(feature = "tch")]
+mod torch_batch;
+#[cfg(feature = "tch")]
 mod torch_ops;
 pub mod wide;
 
@@ -270,8 +272,9 @@ fn on_tch<const D: usize>(tensor: &Tensor<D>) -> bool {
     }
 }
 
-/// The L2 norm of all `grads` together, `[1]`, every one [`on_tch_f32`]: one libtorch norm per
-/// gradient and one of the norms, as torch's `clip_grad_norm_` computes it.
+/// The L2 norm of all `grads` together, `[1]`, every one [`on_tch_f32`]: on a CPU one libtorch
+/// norm per gradient and one of the norms, as torch's `clip_grad_norm_` computes it; on a GPU
+/// the norm of them all concatenated (two kernel launches instead of one per gradient).
 pub fn tch_global_norm(grads: &[Tensor<1>]) -> Tensor<1> {
     #[cfg(feature = "tch")]
     {
@@ -285,7 +288,8 @@ pub fn tch_global_norm(grads: &[Tensor<1>]) -> Tensor<1> {
                     .expect("every gradient on_tch_f32")
             })
             .collect();
-        Tensor::from_primitive::<LibTorch>(torch_ops::global_norm(&grads))
+        let gathered = grads.first().is_some_and(|g| torch_ops::on_gpu(&g.tensor));
+        Tensor::from_primitive::<LibTorch>(torch_ops::global_norm(&grads, gathered))
     }
     #[cfg(not(feature = "tch"))]
     {
@@ -313,7 +317,7 @@ pub fn torch_adamw<const D: usize>(
                 .expect("every tensor on_tch_f32")
         };
         let moments = moments.map(|m| m.map(tch));
-        torch_ops::adamw(step, &tch(param.clone()), tch(grad), moments)
+        torch_batch::push(step, &tch(param.clone()), tch(grad), moments)
             .map(Tensor::from_primitive::<LibTorch>)
     }
     #[cfg(not(feature = "tch"))]
@@ -321,6 +325,59 @@ pub fn torch_adamw<const D: usize>(
         let _ = (step, param, grad, moments);
         unreachable!("torch_adamw without the tch backend")
     }
+}
+
+/// Whether the AdamW steps of a whole optimizer step on `device` should run as one
+/// ([`batched_torch_adamw`]): tch on a GPU, where each op is a kernel launch and a small model's
+/// step is bound by launches. Not on a CPU, where gathering the gradients into one buffer costs
+/// a pass over them the per-parameter step does not make.
+pub fn batches_torch_adamw(device: &Device) -> bool {
+    #[cfg(feature = "tch")]
+    return Tensor::<1>::empty([0], device)
+        .inner()
+        .try_into_primitive::<burn::backend::LibTorch>()
+        .is_ok_and(|t| torch_ops::on_gpu(&t.tensor));
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Runs `steps` (one optimizer step: `ModuleOptimizer::step`) with the [`torch_adamw`] steps
+/// on this thread batched, as torch's multi-tensor AdamW: each parameter gets views into flat
+/// buffers, and when `steps` returns one update of about a dozen ops over all of them fills
+/// them (instead of nine ops per parameter), every gradient first multiplied by `factor` (`[1]`,
+/// on the parameters' device: clipping, loss unscaling). Parameters that take Burn's own step
+/// inside it get their gradient times `factor` from [`times_batch_factor`].
+pub fn batched_torch_adamw<R>(factor: Option<Tensor<1>>, steps: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "tch")]
+    {
+        use burn::backend::LibTorch;
+        let factor = factor.map(|f| {
+            f.inner()
+                .try_into_primitive::<LibTorch>()
+                .expect("the factor on the tch device")
+        });
+        torch_batch::run(factor, steps)
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        let _ = factor;
+        steps()
+    }
+}
+
+/// `grad` times the factor of the [`batched_torch_adamw`] step running on this thread, if one
+/// is: for a parameter that takes Burn's own AdamW step inside it.
+pub fn times_batch_factor<const D: usize>(grad: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if let Some(factor) = torch_batch::factor() {
+        let factor = Tensor::<1>::from_primitive::<burn::backend::LibTorch>(factor);
+        let dtype = grad.dtype();
+        return grad * factor.cast(dtype).reshape([1; D]);
+    }
+    grad
 }
 
 /// How a device's fused attention reads a boolean mask.

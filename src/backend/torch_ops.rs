@@ -231,10 +231,8 @@ fn own(t: TchTensor) -> tch::Tensor {
 }
 
 /// One AdamW step on tch tensors in place, PyTorch's AdamW update (its single-tensor ops, with
-/// √(1−β₂ᵗ) moved out of the denominator):
-/// `g ← g·factor`, `m ← lerp(m, g, 1−β₁)`, `v ← lerp(v, g², 1−β₂)`,
-/// `param ← param·(1 − lr·λ) − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)`, the new parameter
-/// written over the gradient (nine ops). `moments` `None` on the first step. Returns
+/// √(1−β₂ᵗ) moved out of the denominator): the new parameter written over the gradient, the
+/// moments updated in place ([`update`]). `moments` `None` on the first step. Returns
 /// `[param, m, v]`.
 pub(super) fn adamw(
     step: &super::AdamWStep,
@@ -242,53 +240,108 @@ pub(super) fn adamw(
     grad: TchTensor,
     moments: Option<[TchTensor; 2]>,
 ) -> [TchTensor; 3] {
+    tch::no_grad(|| {
+        let mut g = own(grad);
+        if step.factor != 1.0 {
+            let _ = g.g_mul_scalar_(step.factor as f64);
+        }
+        let [m, v] = match moments {
+            Some(moments) => moments.map(own),
+            None => [g.zeros_like(), g.zeros_like()],
+        };
+        update(step, &mut g, [&m, &m], [&v, &v], &param.tensor);
+        [g, m, v].map(TchTensor::new)
+    })
+}
+
+/// The AdamW update of one step, nine ops: with `g` the gradient (already times its factor),
+/// `m ← lerp(m_old, g, 1−β₁)`, `v ← lerp(v_old, g², 1−β₂)`, and the new parameter written
+/// over `g`: `param·(1 − lr·λ) − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε)`. `[m_old, m]` and
+/// `[v_old, v]` are where each moment is read and written (the same tensor to update in place);
+/// every tensor has `g`'s shape.
+pub(super) fn update(
+    step: &super::AdamWStep,
+    g: &mut tch::Tensor,
+    [m_old, m]: [&tch::Tensor; 2],
+    [v_old, v]: [&tch::Tensor; 2],
+    param: &tch::Tensor,
+) {
     let super::AdamWStep {
         lr,
-        factor,
         beta_1,
         beta_2,
         epsilon,
         weight_decay,
         time,
+        ..
     } = *step;
+    let _ = m_old.lerp_scalar_out(m, g, 1.0 - beta_1 as f64);
+    let g_again = g.shallow_clone();
+    let _ = g.g_mul_(&g_again);
+    let _ = v_old.lerp_scalar_out(v, g, 1.0 - beta_2 as f64);
+    let time = time as i32;
+    let correction_1 = 1.0 - (beta_1 as f64).powi(time);
+    let correction_2 = 1.0 - (beta_2 as f64).powi(time);
+    // g ← m / (√v / √(1−β₂ᵗ) + ε) · (−lr / (1−β₁ᵗ)) + param · (1 − lr·λ), with
+    // √(1−β₂ᵗ) moved out of the denominator: m / (√v + ε√(1−β₂ᵗ)) · (−lr√(1−β₂ᵗ) / (1−β₁ᵗ)).
+    let root_2 = correction_2.sqrt();
+    let _ = v.sqrt_out(g);
+    let _ = g.g_add_scalar_(epsilon as f64 * root_2);
+    let _ = m.div_out(g, &g_again);
+    let _ = g.g_mul_scalar_(-lr * root_2 / correction_1);
+    let keep = 1.0 - lr * weight_decay as f64;
+    if keep == 1.0 {
+        let _ = g.g_add_(param);
+    } else {
+        let _ = g.g_add_(&param.g_mul_scalar(keep));
+    }
+}
+
+/// Whether `t` lives on a GPU, where each op is a kernel launch and a small model's training
+/// step is bound by launches: there fewer, larger ops pay even at the price of a copy.
+pub(super) fn on_gpu(t: &tch::Tensor) -> bool {
+    t.device() != tch::Device::Cpu
+}
+
+/// The L2 norm of all `grads` (rank 1) together, as `[1]`: with `gathered`, the norm of them
+/// all concatenated (two ops, a copy of every gradient: on a GPU); else `‖(‖g₁‖₂, ‖g₂‖₂, …)‖₂`,
+/// one norm per gradient, as torch's `clip_grad_norm_` computes it (no copy: on a CPU).
+pub(super) fn global_norm(grads: &[TchTensor], gathered: bool) -> TchTensor {
     tch::no_grad(|| {
-        let mut g = own(grad);
-        if factor != 1.0 {
-            let _ = g.g_mul_scalar_(factor as f64);
-        }
-        let (mut m, mut v) = match moments {
-            Some([m, v]) => (own(m), own(v)),
-            None => (g.zeros_like(), g.zeros_like()),
-        };
-        let _ = m.lerp_(&g, 1.0 - beta_1 as f64);
-        let g_again = g.shallow_clone();
-        let _ = g.g_mul_(&g_again);
-        let _ = v.lerp_(&g, 1.0 - beta_2 as f64);
-        let time = time as i32;
-        let correction_1 = 1.0 - (beta_1 as f64).powi(time);
-        let correction_2 = 1.0 - (beta_2 as f64).powi(time);
-        // g ← m / (√v / √(1−β₂ᵗ) + ε) · (−lr / (1−β₁ᵗ)) + param · (1 − lr·λ), with
-        // √(1−β₂ᵗ) moved out of the denominator: m / (√v + ε√(1−β₂ᵗ)) · (−lr√(1−β₂ᵗ) / (1−β₁ᵗ)).
-        let root_2 = correction_2.sqrt();
-        let _ = v.sqrt_out(&g);
-        let _ = g.g_add_scalar_(epsilon as f64 * root_2);
-        let _ = m.div_out(&g, &g_again);
-        let _ = g.g_mul_scalar_(-lr * root_2 / correction_1);
-        let keep = 1.0 - lr * weight_decay as f64;
-        if keep == 1.0 {
-            let _ = g.g_add_(&param.tensor);
+        let norm = if gathered {
+            let flat: Vec<&tch::Tensor> = grads.iter().map(|g| &g.tensor).collect();
+            tch::Tensor::cat(&flat, 0).norm()
         } else {
-            let _ = g.g_add_(&param.tensor.g_mul_scalar(keep));
-        }
-        [g, m, v].map(TchTensor::new)
+            let norms: Vec<tch::Tensor> = grads.iter().map(|g| g.tensor.norm()).collect();
+            tch::Tensor::stack(&norms, 0).norm()
+        };
+        TchTensor::new(norm.reshape([1]))
     })
 }
 
-/// `‖(‖g₁‖₂, ‖g₂‖₂, …)‖₂` as `[1]`: the L2 norm of all `grads` together, as torch's
-/// `clip_grad_norm_` computes it.
-pub(super) fn global_norm(grads: &[TchTensor]) -> TchTensor {
-    tch::no_grad(|| {
-        let norms: Vec<tch::Tensor> = grads.iter().map(|g| g.tensor.norm()).collect();
-        TchTensor::new(tch::Tensor::stack(&norms, 0).norm().reshape([1]))
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The norm of the gradients concatenated equals the norm of their norms, and both the
+    /// square root of the sum of all squares.
+    #[test]
+    fn the_gathered_norm_equals_the_norm_of_norms() {
+        let grads: Vec<TchTensor> = [300 * 257, 257, 60]
+            .into_iter()
+            .map(|n| TchTensor::new(tch::Tensor::randn([n], tch::kind::FLOAT_CPU)))
+            .collect();
+        let [gathered, each] =
+            [true, false].map(|g| global_norm(&grads, g).tensor.double_value(&[0]));
+        let squares: f64 = grads
+            .iter()
+            .map(|g| g.tensor.square().sum(None).double_value(&[]))
+            .sum();
+        let root = squares.sqrt();
+        assert!((each - root).abs() < 1e-5 * root, "{each} vs {root}");
+        assert!(
+            (gathered - root).abs() < 1e-5 * root,
+            "{gathered} vs {root}"
+        );
+    }
 }

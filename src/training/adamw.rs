@@ -99,6 +99,7 @@ impl Optimizer for AdamW {
             } else {
                 grad.mul_scalar(factor)
             };
+            let grad = crate::backend::times_batch_factor(grad);
             return self.burn.step(lr, tensor, grad, state);
         };
         let (time, moments) = match state {
@@ -298,6 +299,140 @@ mod torch_tests {
             assert_eq!(sa.time, 5);
             close(sa.moment_1, sb.moment_1, "first moments");
             close(sa.moment_2, sb.moment_2, "second moments");
+        }
+    }
+
+    /// A parameter under test: its tensor and AdamW state, and which AdamW steps it.
+    struct Param {
+        tensor: Tensor<2>,
+        state: Option<AdamWState<2>>,
+        decays: bool,
+    }
+
+    /// Where a tch tensor's values start in memory.
+    fn address(t: &Tensor<2>) -> usize {
+        let t = t.clone().inner();
+        t.try_into_primitive::<burn::backend::LibTorch>()
+            .expect("a tch tensor")
+            .tensor
+            .data_ptr() as usize
+    }
+
+    /// Six optimizer steps over four parameters of two weight decay settings, interleaved (as
+    /// Burn visits a model's), batched and one by one from the same start, the gradients times
+    /// a factor from the third step on, at the fourth a parameter and its state replaced and a
+    /// fourth parameter joining (stepped on its own: its step number differs): the same
+    /// values. Clones of parameters and states held across a batched step (a checkpoint being
+    /// written) keep theirs, and from the third step on the parameters of one setting lie one
+    /// after the other in one buffer (the step ran batched, not one by one).
+    #[test]
+    fn batched_steps_equal_the_steps_one_by_one_and_leave_held_tensors_alone() {
+        let device = Device::libtorch();
+        let decay = AdamW::new(0.9, 0.999, 1e-8, 0.01);
+        let plain = AdamW::new(0.9, 0.999, 1e-8, 0.0);
+        let shapes = [
+            ([300, 257], true),
+            ([1, 257], false),
+            ([64, 33], true),
+            ([5, 10], true),
+        ];
+        let start: Vec<Tensor<2>> = shapes
+            .iter()
+            .map(|(shape, _)| Tensor::random(*shape, Distribution::Default, &device))
+            .collect();
+        let params = || -> Vec<Param> {
+            (start.iter().zip(shapes))
+                .map(|(t, (_, decays))| Param {
+                    tensor: t.clone(),
+                    state: None,
+                    decays,
+                })
+                .collect()
+        };
+        let (mut batched, mut single) = (params(), params());
+        let step = |p: &mut Param, lr: f64, grad: Tensor<2>| {
+            let optim = if p.decays { &decay } else { &plain };
+            let (tensor, state) = optim.step(lr, p.tensor.clone(), grad, p.state.take());
+            (p.tensor, p.state) = (tensor, state);
+        };
+        for n in 0..6 {
+            let lr = 1e-3 * (n + 1) as f64;
+            let joined = if n >= 3 { 4 } else { 3 };
+            let grads: Vec<Tensor<2>> = shapes[..joined]
+                .iter()
+                .map(|(shape, _)| Tensor::random(*shape, Distribution::Normal(0.0, 1.0), &device))
+                .collect();
+            let factor =
+                (n >= 2).then(|| Tensor::<1>::from_floats([0.37 + 0.1 * n as f32], &device));
+            if n == 3 {
+                // The first parameter and its moments replaced (as on resuming): no longer
+                // segments of the last step's buffers, so gathered.
+                for p in [&mut batched[0], &mut single[0]] {
+                    p.tensor = p.tensor.clone().mul_scalar(0.5);
+                    let s = p.state.take().expect("a state after three steps").momentum;
+                    let (m, v) = (s.moment_1.mul_scalar(0.5), s.moment_2.mul_scalar(0.25));
+                    let momentum = AdaptiveMomentumState::new(s.time, m, v);
+                    p.state = Some(AdamWState::new(momentum));
+                }
+            }
+            let held: Vec<_> = batched
+                .iter()
+                .map(|p| (p.tensor.clone(), p.state.clone()))
+                .collect();
+            let held_values: Vec<_> = held
+                .iter()
+                .map(|(t, s)| {
+                    (
+                        t.to_data(),
+                        s.as_ref().map(|s| s.momentum.moment_2.to_data()),
+                    )
+                })
+                .collect();
+            crate::backend::batched_torch_adamw(factor.clone(), || {
+                for (p, grad) in batched.iter_mut().zip(&grads) {
+                    step(p, lr, grad.clone());
+                }
+            });
+            for (p, grad) in single.iter_mut().zip(grads) {
+                let grad = match &factor {
+                    Some(f) => grad * f.clone().reshape([1, 1]),
+                    None => grad,
+                };
+                step(p, lr, grad);
+            }
+            for ((t, s), (tv, sv)) in held.iter().zip(&held_values) {
+                t.to_data().assert_eq(tv, true);
+                if let (Some(s), Some(sv)) = (s, sv) {
+                    s.momentum.moment_2.to_data().assert_eq(sv, true);
+                }
+            }
+            for (i, (a, b)) in batched.iter().zip(&single).take(joined).enumerate() {
+                let close = |x: &Tensor<2>, y: &Tensor<2>, what: &str| {
+                    let diff = (x.clone() - y.clone()).abs().max().into_scalar::<f32>();
+                    let scale = y.clone().abs().max().into_scalar::<f32>();
+                    assert!(
+                        diff <= 1e-6 * scale,
+                        "step {n}, parameter {i}, {what}: {diff} of {scale}"
+                    );
+                };
+                close(&a.tensor, &b.tensor, "parameter");
+                let (sa, sb) = (a.state.as_ref().unwrap(), b.state.as_ref().unwrap());
+                assert_eq!(sa.momentum.time, sb.momentum.time);
+                close(&sa.momentum.moment_1, &sb.momentum.moment_1, "first moment");
+                close(
+                    &sa.momentum.moment_2,
+                    &sb.momentum.moment_2,
+                    "second moment",
+                );
+            }
+            if n >= 2 {
+                let [a, c] = [&batched[0].tensor, &batched[2].tensor];
+                assert_eq!(
+                    address(a) + 300 * 257 * 4,
+                    address(c),
+                    "step {n}: not batched"
+                );
+            }
         }
     }
 }

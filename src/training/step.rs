@@ -39,6 +39,10 @@ pub struct Trainee {
     /// Times the phases of some steps when asked (`profile_steps`).
     #[module(skip)]
     pub profile: StepProfile,
+    /// Whether AdamW steps every parameter at once ([`crate::backend::batched_torch_adamw`]):
+    /// by default where that pays, tch on a GPU.
+    #[module(skip)]
+    pub batched_adamw: bool,
 }
 
 /// The global L2 norm of the last optimizer step's gradients, before clipping (Trainer's
@@ -73,7 +77,9 @@ pub struct StepOutput {
 impl Trainee {
     /// `model` with no clipping and no class weights (what evaluation needs).
     pub fn new(model: SequenceClassifier) -> Self {
+        let device = model.devices().into_iter().next().unwrap_or_default();
         Self {
+            batched_adamw: crate::backend::batches_torch_adamw(&device),
             model,
             max_grad_norm: 0.0,
             class_weights: None,
@@ -168,7 +174,7 @@ impl Trainee {
         mut grads: GradientsParams,
     ) -> Self {
         let Some(norm) = global_norm(&self, &mut grads) else {
-            return optim.step(lr, self, grads);
+            return self.apply(optim, lr, grads, None);
         };
         // Under loss scaling the gradients are `scale` times too large: unscale, and skip the
         // step when they overflowed.
@@ -189,10 +195,29 @@ impl Trainee {
         let norm = norm.mul_scalar(unscale);
         self.grad_norm.set(norm.clone());
         let factor = if self.max_grad_norm > 0.0 {
-            clip_factor(norm, self.max_grad_norm).mul_scalar(unscale)
+            Some(clip_factor(norm, self.max_grad_norm).mul_scalar(unscale))
         } else if unscale != 1.0 {
-            norm.ones_like().mul_scalar(unscale)
+            Some(norm.ones_like().mul_scalar(unscale))
         } else {
+            None
+        };
+        self.apply(optim, lr, grads, factor)
+    }
+
+    /// The optimizer's update with every gradient times `factor` (`[1]`): as one batched step
+    /// where `batched_adamw` says, folded into AdamW's pass where the factor can be read on the host for
+    /// free, by scaling the gradients first elsewhere.
+    fn apply(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+        factor: Option<Tensor<1>>,
+    ) -> Self {
+        if self.batched_adamw && factor.as_ref().is_none_or(crate::backend::on_tch_f32) {
+            return crate::backend::batched_torch_adamw(factor, || optim.step(lr, self, grads));
+        }
+        let Some(factor) = factor else {
             return optim.step(lr, self, grads);
         };
         if crate::backend::cheap_host_access(&factor.device()) {
