@@ -257,14 +257,19 @@ pub fn on_tch_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
     tensor.dtype() == burn::tensor::DType::F32 && on_tch(tensor)
 }
 
+/// `tensor`'s libtorch tensor (autodiff stripped), where it lives on a tch device.
+#[cfg(feature = "tch")]
+fn tch_primitive<const D: usize>(tensor: Tensor<D>) -> Option<burn_tch::TchTensor> {
+    tensor
+        .inner()
+        .try_into_primitive::<burn::backend::LibTorch>()
+        .ok()
+}
+
 /// Whether `tensor` lives on a tch device (with or without autodiff).
 fn on_tch<const D: usize>(tensor: &Tensor<D>) -> bool {
     #[cfg(feature = "tch")]
-    return tensor
-        .clone()
-        .inner()
-        .try_into_primitive::<burn::backend::LibTorch>()
-        .is_ok();
+    return tch_primitive(tensor.clone()).is_some();
     #[cfg(not(feature = "tch"))]
     {
         let _ = tensor;
@@ -278,18 +283,12 @@ fn on_tch<const D: usize>(tensor: &Tensor<D>) -> bool {
 pub fn tch_global_norm(grads: &[Tensor<1>]) -> Tensor<1> {
     #[cfg(feature = "tch")]
     {
-        use burn::backend::LibTorch;
         let grads: Vec<_> = grads
             .iter()
-            .map(|g| {
-                g.clone()
-                    .inner()
-                    .try_into_primitive::<LibTorch>()
-                    .expect("every gradient on_tch_f32")
-            })
+            .map(|g| tch_primitive(g.clone()).expect("every gradient on_tch_f32"))
             .collect();
         let gathered = grads.first().is_some_and(|g| torch_ops::on_gpu(&g.tensor));
-        Tensor::from_primitive::<LibTorch>(torch_ops::global_norm(&grads, gathered))
+        Tensor::from_primitive::<burn::backend::LibTorch>(torch_ops::global_norm(&grads, gathered))
     }
     #[cfg(not(feature = "tch"))]
     {
@@ -310,15 +309,10 @@ pub fn torch_adamw<const D: usize>(
 ) -> [Tensor<D>; 3] {
     #[cfg(feature = "tch")]
     {
-        use burn::backend::LibTorch;
-        let tch = |t: Tensor<D>| {
-            t.inner()
-                .try_into_primitive::<LibTorch>()
-                .expect("every tensor on_tch_f32")
-        };
+        let tch = |t: Tensor<D>| tch_primitive(t).expect("every tensor on_tch_f32");
         let moments = moments.map(|m| m.map(tch));
         torch_batch::push(step, &tch(param.clone()), tch(grad), moments)
-            .map(Tensor::from_primitive::<LibTorch>)
+            .map(Tensor::from_primitive::<burn::backend::LibTorch>)
     }
     #[cfg(not(feature = "tch"))]
     {
@@ -333,10 +327,8 @@ pub fn torch_adamw<const D: usize>(
 /// a pass over them the per-parameter step does not make.
 pub fn batches_torch_adamw(device: &Device) -> bool {
     #[cfg(feature = "tch")]
-    return Tensor::<1>::empty([0], device)
-        .inner()
-        .try_into_primitive::<burn::backend::LibTorch>()
-        .is_ok_and(|t| torch_ops::on_gpu(&t.tensor));
+    return tch_primitive(Tensor::<1>::empty([0], device))
+        .is_some_and(|t| torch_ops::on_gpu(&t.tensor));
     #[cfg(not(feature = "tch"))]
     {
         let _ = device;
@@ -353,12 +345,7 @@ pub fn batches_torch_adamw(device: &Device) -> bool {
 pub fn batched_torch_adamw<R>(factor: Option<Tensor<1>>, steps: impl FnOnce() -> R) -> R {
     #[cfg(feature = "tch")]
     {
-        use burn::backend::LibTorch;
-        let factor = factor.map(|f| {
-            f.inner()
-                .try_into_primitive::<LibTorch>()
-                .expect("the factor on the tch device")
-        });
+        let factor = factor.map(|f| tch_primitive(f).expect("the factor on the tch device"));
         torch_batch::run(factor, steps)
     }
     #[cfg(not(feature = "tch"))]

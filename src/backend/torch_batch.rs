@@ -196,7 +196,6 @@ pub(super) fn push(
         if !batch.active {
             return Err((grad, moments, None));
         }
-        let factor = batch.factor.as_ref().map(Tensor::shallow_clone);
         let key = settings(step);
         let group = match batch.groups.iter().position(|g| g.settings == key) {
             Some(i) => &mut batch.groups[i],
@@ -208,6 +207,7 @@ pub(super) fn push(
         let shape = grad.tensor.size();
         let numel = grad.tensor.numel() as i64;
         let Some(offset) = group.reserve(step, numel, &grad.tensor) else {
+            let factor = batch.factor.as_ref().map(Tensor::shallow_clone);
             return Err((grad, moments, factor));
         };
         let flat = |t: &Tensor| match t.dim() {

@@ -37,7 +37,6 @@ pub(super) fn launch(
         class_weights: plan.class_weights.clone(),
         scaler: plan.scaler.clone(),
         profile: StepProfile::new(config.profile_steps),
-        batched_adamw: crate::backend::batches_torch_adamw(&plan.device),
         ..Trainee::new(model)
     };
     let train_device = plan.device.clone().autodiff();
